@@ -1,0 +1,1 @@
+"""Host collector, component telemetry library and log shipper."""

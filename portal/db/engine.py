@@ -1,0 +1,133 @@
+"""The one place that turns ``PORTAL_DATABASE_URL`` into connections."""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+from portal.errors import DatabaseUnavailable, SettingsError
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``postgresql://`` -> ``postgresql+psycopg://`` (psycopg 3 is the only driver)."""
+    parts = urlsplit(url)
+    scheme = "postgresql+psycopg" if parts.scheme in ("postgresql", "postgres") else parts.scheme
+    return urlunsplit((scheme, *parts[1:]))
+
+
+def libpq_dsn(url: str) -> str:
+    """A URL psycopg's ``connect`` accepts (no ``+psycopg`` driver suffix)."""
+    return (
+        make_url(sqlalchemy_url(url))
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
+
+
+def database_name(url: str) -> str:
+    return make_url(sqlalchemy_url(url)).database or "postgres"
+
+
+def get_engine(url: str) -> Engine:
+    """A pooled engine per URL, shared by the whole process."""
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = sa.create_engine(
+                sqlalchemy_url(url),
+                pool_pre_ping=True,
+                pool_size=5,
+                max_overflow=5,
+                connect_args={"connect_timeout": 5, "application_name": "obsportal"},
+            )
+            _engines[url] = engine
+        return engine
+
+
+def dispose_all() -> None:
+    """Close every pooled connection (tests, forked workers)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def connect_raw(url: str, autocommit: bool = True, timeout: int = 5) -> psycopg.Connection:
+    """A dedicated psycopg connection outside the pool (LISTEN, long COPY streams)."""
+    try:
+        return psycopg.connect(
+            libpq_dsn(url),
+            autocommit=autocommit,
+            connect_timeout=timeout,
+            application_name="obsportal",
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(describe_unreachable(url, exc)) from None
+
+
+def describe_unreachable(url: str, exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    safe = make_url(sqlalchemy_url(url)).render_as_string(hide_password=True)
+    return f"cannot connect to {safe} ({first})"
+
+
+def is_reachable(url: str, timeout: int = 3) -> bool:
+    try:
+        with psycopg.connect(libpq_dsn(url), connect_timeout=timeout):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def server_reachable(url: str, timeout: int = 3) -> bool:
+    """True when the server answers, even if the database itself does not exist yet."""
+    try:
+        with psycopg.connect(_maintenance_dsn(url), connect_timeout=timeout):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def _maintenance_dsn(url: str) -> str:
+    return (
+        make_url(sqlalchemy_url(url))
+        .set(drivername="postgresql", database="postgres")
+        .render_as_string(hide_password=False)
+    )
+
+
+def ensure_database(url: str) -> bool:
+    """Create the URL's database when missing (idempotent); True when it was created."""
+    name = database_name(url)
+    try:
+        with psycopg.connect(_maintenance_dsn(url), autocommit=True, connect_timeout=5) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
+            if exists:
+                return False
+            conn.execute(f'CREATE DATABASE "{name}"')
+            return True
+    except psycopg.errors.DuplicateDatabase:
+        return False
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(describe_unreachable(url, exc)) from None
+    except psycopg.Error as exc:
+        raise SettingsError(
+            "PORTAL_DATABASE_URL", f"cannot create database {name!r}: {exc}"
+        ) from None
+
+
+def drop_database(url: str) -> None:
+    """Drop the URL's database, closing other sessions first (tests and benchmarks only)."""
+    name = database_name(url)
+    dispose_all()
+    with psycopg.connect(_maintenance_dsn(url), autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,157 @@
+"""Time partitioning of the time-series tables: TimescaleDB when present, else pg_partman.
+
+The migrations call ``setup_ddl`` so the same schema becomes hypertables (compression and
+retention policies) on TimescaleDB, daily native partitions managed by pg_partman on plain
+PostgreSQL, or, on a server with neither (an embedded wheel), one DEFAULT partition that holds
+everything and is trimmed by ``DELETE``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import Connection, text
+
+Backend = Literal["timescaledb", "partman", "plain"]
+
+
+def available_backend(conn: Connection) -> Backend:
+    """Pick the best partitioning engine this server offers."""
+    names = set(
+        conn.execute(
+            text(
+                "SELECT name FROM pg_available_extensions "
+                "WHERE name IN ('timescaledb', 'pg_partman')"
+            )
+        ).scalars()
+    )
+    if "timescaledb" in names:
+        return "timescaledb"
+    if "pg_partman" in names:
+        return "partman"
+    return "plain"
+
+
+def installed_backend(conn: Connection) -> Backend:
+    """The engine the migrated schema actually uses."""
+    names = set(
+        conn.execute(
+            text("SELECT extname FROM pg_extension WHERE extname IN ('timescaledb', 'pg_partman')")
+        ).scalars()
+    )
+    if "timescaledb" in names:
+        return "timescaledb"
+    if "pg_partman" in names:
+        return "partman"
+    return "plain"
+
+
+def partition_clause(backend: Backend) -> str:
+    """What follows ``CREATE TABLE t (...)``: hypertables start as plain tables."""
+    return "" if backend == "timescaledb" else " PARTITION BY RANGE (time)"
+
+
+def extension_ddl(backend: Backend) -> list[str]:
+    if backend == "timescaledb":
+        return ["CREATE EXTENSION IF NOT EXISTS timescaledb"]
+    if backend == "partman":
+        return [
+            "CREATE SCHEMA IF NOT EXISTS partman",
+            "CREATE EXTENSION IF NOT EXISTS pg_partman SCHEMA partman",
+        ]
+    return []
+
+
+def setup_ddl(
+    backend: Backend,
+    table: str,
+    retention_days: int,
+    premake_days: int,
+    segment_by: str,
+    start: date | None = None,
+) -> list[str]:
+    """Statements that turn the freshly created ``table`` into a time-partitioned table."""
+    if backend == "timescaledb":
+        return [
+            f"SELECT create_hypertable('{table}', 'time', chunk_time_interval => INTERVAL '1 day')",
+            f"ALTER TABLE {table} SET (timescaledb.compress, "
+            f"timescaledb.compress_segmentby = '{segment_by}', "
+            f"timescaledb.compress_orderby = 'time DESC')",
+            f"SELECT add_compression_policy('{table}', INTERVAL '2 days')",
+            f"SELECT add_retention_policy('{table}', INTERVAL '{retention_days} days')",
+        ]
+    brin = f"CREATE INDEX {table}_time_brin ON {table} USING brin (time)"
+    if backend == "partman":
+        start_day = (start or (datetime.utcnow().date() - timedelta(days=1))).isoformat()
+        return [
+            brin,
+            f"SELECT partman.create_parent(p_parent_table => 'public.{table}', "
+            f"p_control => 'time', p_type => 'native', p_interval => 'daily', "
+            f"p_premake => {premake_days}, p_start_partition => '{start_day}')",
+            f"UPDATE partman.part_config SET retention = '{retention_days} days', "
+            f"retention_keep_table = false, infinite_time_partitions = true "
+            f"WHERE parent_table = 'public.{table}'",
+        ]
+    return [brin, f"CREATE TABLE {table}_default PARTITION OF {table} DEFAULT"]
+
+
+def teardown_ddl(backend: Backend, table: str) -> list[str]:
+    """Undo ``setup_ddl`` bookkeeping before the table is dropped."""
+    if backend == "partman":
+        return [
+            f"DELETE FROM partman.part_config WHERE parent_table = 'public.{table}'",
+            f"DROP TABLE IF EXISTS partman.template_public_{table}",
+        ]
+    return []
+
+
+def ensure_partitions(conn: Connection, table: str, first: date, last: date) -> int:
+    """Create daily partitions covering ``first``..``last`` (for backfills); returns days asked."""
+    if installed_backend(conn) != "partman":
+        return 0  # hypertables chunk themselves; plain keeps a DEFAULT partition
+    days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    conn.execute(
+        text("SELECT partman.create_partition_time(:parent, CAST(:days AS timestamptz[]))"),
+        {"parent": f"public.{table}", "days": "{" + ",".join(days) + "}"},
+    )
+    return len(days)
+
+
+def maintain(conn: Connection, retention: dict[str, int], premake_days: int) -> Backend:
+    """Apply retention settings and create/drop partitions (idempotent; run it hourly)."""
+    backend = installed_backend(conn)
+    if backend == "partman":
+        for table, days in retention.items():
+            conn.execute(
+                text(
+                    "UPDATE partman.part_config SET retention = :r, premake = :p, "
+                    "retention_keep_table = false WHERE parent_table = :t"
+                ),
+                {"r": f"{days} days", "p": premake_days, "t": f"public.{table}"},
+            )
+        conn.execute(text("SELECT partman.run_maintenance(p_analyze => false)"))
+    elif backend == "timescaledb":
+        for table, days in retention.items():
+            conn.execute(text(f"SELECT remove_retention_policy('{table}', if_exists => true)"))
+            conn.execute(text(f"SELECT add_retention_policy('{table}', INTERVAL '{days} days')"))
+    else:
+        for table, days in retention.items():
+            conn.execute(
+                text(f"DELETE FROM {table} WHERE time < now() - make_interval(days => :d)"),
+                {"d": days},
+            )
+    return backend
+
+
+def partitions(conn: Connection, table: str) -> list[str]:
+    """Names of the table's child partitions, oldest first."""
+    return list(
+        conn.execute(
+            text(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = :t ORDER BY c.relname"
+            ),
+            {"t": table},
+        ).scalars()
+    )

@@ -1,0 +1,286 @@
+"""The one write path for high-rate rows (metrics, logs, pointings): batched COPY, spool on outage.
+
+Rows wait in a bounded in-memory buffer; a background thread COPYs them in batches. When the
+database is unreachable, batches go to an fsync'd on-disk spool, replayed in order when it
+returns. Replays go through a staging table with ``ON CONFLICT DO NOTHING`` on each table's
+idempotency key, so a batch delivered twice (crash after commit, retry) is stored once.
+With ``durable=True`` every batch is spooled before ``write_many`` returns, so even ``kill -9``
+of the producer loses nothing it was told was written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from prometheus_client import Counter, Gauge
+
+from portal.db.engine import connect_raw
+from portal.db.spool import Spool
+from portal.db.tables import metadata
+from portal.errors import DatabaseUnavailable, PortalError
+
+log = logging.getLogger(__name__)
+
+ROWS = Counter("portal_write_rows", "Rows handled by the write path", ["writer", "outcome"])
+SPOOL_BYTES = Gauge("portal_spool_bytes", "Bytes waiting in the on-disk spool", ["writer"])
+SPOOL_AGE = Gauge("portal_spool_oldest_age_seconds", "Age of the oldest spooled batch", ["writer"])
+QUEUE_ROWS = Gauge("portal_write_queue_rows", "Rows waiting in memory", ["writer"])
+LAST_OK = Gauge(
+    "portal_write_last_success_timestamp_seconds",
+    "When a batch last reached the database",
+    ["writer"],
+)
+
+CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnavailable)
+
+
+def copy_rows(
+    conn: psycopg.Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    dedupe: bool = False,
+) -> None:
+    """COPY ``rows`` into ``table`` inside the connection's current transaction."""
+    cols = ", ".join(columns)
+    with conn.cursor() as cur:
+        target = table
+        if dedupe:
+            target = f"_stage_{table}"
+            cur.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {target} "
+                f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+        with cur.copy(f"COPY {target} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        if dedupe:
+            cur.execute(
+                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {target} ON CONFLICT DO NOTHING"
+            )
+
+
+class WritePath:
+    """Buffered, spooled COPY writer for one table; thread-safe, one flusher thread."""
+
+    def __init__(
+        self,
+        url: str,
+        table: str,
+        columns: Sequence[str] | None = None,
+        *,
+        spool_dir: Path,
+        name: str | None = None,
+        batch_rows: int = 5000,
+        flush_seconds: float = 1.0,
+        queue_rows: int = 200_000,
+        durable: bool = False,
+    ) -> None:
+        if table not in metadata.tables:
+            raise PortalError(f"write path: unknown table {table!r}")
+        tcols = metadata.tables[table].columns
+        self.columns = list(columns or [c.name for c in tcols])
+        unknown = [c for c in self.columns if c not in tcols]
+        if unknown:
+            raise PortalError(f"write path: table {table} has no column(s) {', '.join(unknown)}")
+        self._json_idx = [
+            i for i, c in enumerate(self.columns) if tcols[c].type.__class__.__name__ == "JSONB"
+        ]
+        self.url, self.table, self.durable = url, table, durable
+        self.name = name or table
+        self.batch_rows, self.flush_seconds, self.queue_rows = batch_rows, flush_seconds, queue_rows
+        self.spool = Spool(Path(spool_dir) / self.name)
+        self._buffer: list[Sequence[Any]] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._stop = False
+        self._conn: psycopg.Connection | None = None
+        self._retry_at = 0.0
+        self._backoff = 0.5
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name=f"write-{self.name}", daemon=True)
+        self._thread.start()
+
+    # -- producer side -------------------------------------------------------------------
+    def write(self, row: Sequence[Any]) -> None:
+        self.write_many((row,))
+
+    def write_many(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Queue rows; in durable mode they are on disk when this returns."""
+        batch = list(rows)
+        if not batch:
+            return
+        if self.durable:
+            self.spool.append(self._jsonable(batch))
+            ROWS.labels(self.name, "spooled").inc(len(batch))
+            self._idle.clear()
+            self._wake.set()
+            return
+        overflow: list[Sequence[Any]] = []
+        with self._lock:
+            self._buffer.extend(batch)
+            self._idle.clear()
+            if len(self._buffer) > self.queue_rows:
+                overflow, self._buffer = self._buffer, []
+            elif len(self._buffer) >= self.batch_rows:
+                self._wake.set()
+        if overflow:  # memory bound reached: keep rows on disk rather than block or drop
+            self.spool.append(self._jsonable(overflow))
+            ROWS.labels(self.name, "spooled").inc(len(overflow))
+            self._wake.set()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every queued row is in the database; False if still pending at timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._retry_at = 0.0
+            self._wake.set()
+            if self._idle.wait(0.05) and self.pending_rows() == 0 and self.spool.empty():
+                return True
+        return False
+
+    def pending_rows(self) -> int:
+        with self._lock:
+            return len(self._buffer)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush what can be flushed; anything left in memory goes to the spool."""
+        self.flush(timeout)
+        self._stop = True
+        self._wake.set()
+        self._thread.join(timeout)
+        with self._lock:
+            rest, self._buffer = self._buffer, []
+        if rest:
+            self.spool.append(self._jsonable(rest))
+        self.spool.close()
+        if self._conn is not None:
+            self._conn.close()
+
+    # -- flusher side ---------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            try:
+                self._drain()
+            except Exception:  # never let the flusher die: log and keep the rows spooled
+                log.exception("write path %s: unexpected error", self.name)
+            self._report()
+
+    def _drain(self) -> None:
+        if not self.spool.empty() and (time.monotonic() < self._retry_at or not self._replay()):
+            self._spool_buffer()  # keep order: nothing new goes ahead of the spool
+            return
+        while True:
+            with self._lock:
+                batch = self._buffer[: self.batch_rows]
+                del self._buffer[: len(batch)]
+            if not batch:
+                self._idle.set()
+                return
+            if not self._deliver(self._prepare(batch), dedupe=False):
+                self.spool.append(self._jsonable(batch))
+                ROWS.labels(self.name, "spooled").inc(len(batch))
+                self._spool_buffer()
+                return
+
+    def _spool_buffer(self) -> None:
+        """While the database is away, move memory to disk so a crash cannot lose it."""
+        with self._lock:
+            rest, self._buffer = self._buffer, []
+        if rest:
+            self.spool.append(self._jsonable(rest))
+            ROWS.labels(self.name, "spooled").inc(len(rest))
+
+    def _replay(self) -> bool:
+        """Deliver spooled segments oldest first; True when the spool is empty."""
+        for path, records in self.spool.oldest():
+            for record in records:
+                if not self._deliver(record.rows, dedupe=True):
+                    return False
+            self.spool.remove(path)
+        return True
+
+    def _deliver(self, rows: Sequence[Sequence[Any]], dedupe: bool) -> bool:
+        try:
+            conn = self._connection()
+            with conn.transaction():
+                copy_rows(conn, self.table, self.columns, rows, dedupe=dedupe)
+        except psycopg.errors.UniqueViolation:
+            return self._deliver(rows, dedupe=True) if not dedupe else self._reject(rows, "dup")
+        except CONNECTION_ERRORS as exc:
+            self._lost_connection(exc)
+            return False
+        except psycopg.Error as exc:
+            if self._conn is not None and self._conn.closed:
+                self._lost_connection(exc)
+                return False
+            return self._reject(rows, str(exc))
+        ROWS.labels(self.name, "written").inc(len(rows))
+        LAST_OK.labels(self.name).set_to_current_time()
+        self._backoff = 0.5
+        self.last_error = None
+        return True
+
+    def _reject(self, rows: Sequence[Sequence[Any]], error: str) -> bool:
+        """Rows the database refuses (bad data) are kept aside, never retried forever or lost."""
+        path = self.spool.directory / f"rejected-{int(time.time())}.jsonl"
+        with open(path, "a") as fh:
+            fh.write(json.dumps({"error": error, "rows": self._jsonable(rows)}, default=str) + "\n")
+        log.error(
+            "write path %s: %d rows rejected (%s); kept in %s",
+            self.name,
+            len(rows),
+            error.splitlines()[0],
+            path,
+        )
+        ROWS.labels(self.name, "rejected").inc(len(rows))
+        return True
+
+    def _lost_connection(self, exc: BaseException) -> None:
+        self.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+        self._conn = None
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, 10.0)
+        log.warning(
+            "write path %s: database unavailable (%s); spooling", self.name, self.last_error
+        )
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect_raw(self.url, autocommit=True)
+        return self._conn
+
+    def _prepare(self, rows: list[Sequence[Any]]) -> list[Sequence[Any]]:
+        idx = self._json_idx
+        if not idx:
+            return rows
+        out: list[Sequence[Any]] = []
+        for row in rows:
+            row = list(row)
+            for i in idx:
+                if not isinstance(row[i], str):
+                    row[i] = json.dumps(row[i])
+            out.append(row)
+        return out
+
+    def _jsonable(self, rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        return [list(r) for r in self._prepare(list(rows))]
+
+    def _report(self) -> None:
+        SPOOL_BYTES.labels(self.name).set(self.spool.size_bytes())
+        SPOOL_AGE.labels(self.name).set(self.spool.oldest_age_seconds())
+        QUEUE_ROWS.labels(self.name).set(self.pending_rows())

@@ -1,0 +1,224 @@
+"""Event bus: durable rows in ``events`` plus ``LISTEN/NOTIFY`` wake-ups.
+
+``publish`` serialises writers with a transaction-level advisory lock, so event ids become
+visible in id order; a subscriber that reads ``id > cursor`` therefore never skips an event
+that commits late. Delivery is at-least-once: a consumer stores its cursor after handling.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from portal.db.engine import connect_raw
+from portal.errors import PortalError
+
+CHANNEL = "portal_events"
+_LOCK_KEY = 0x6F6273  # advisory lock id for the publish critical section ("obs")
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    time: datetime
+    topic: str
+    source: str
+    payload: dict[str, Any]
+
+    def as_json(self) -> str:
+        return json.dumps(
+            {
+                "id": self.id,
+                "time": self.time.isoformat(),
+                "topic": self.topic,
+                "source": self.source,
+                "payload": self.payload,
+            },
+            default=str,
+        )
+
+
+def _json_default(value: object) -> str:
+    """Times, dates, paths and UUIDs become strings; anything else is a caller's mistake."""
+    from datetime import date
+    from pathlib import PurePath
+    from uuid import UUID
+
+    if isinstance(value, date | PurePath | UUID):
+        return value.isoformat() if isinstance(value, date) else str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _check_topic(topic: str) -> None:
+    if not topic or len(topic) > 200 or any(c.isspace() for c in topic):
+        raise PortalError(f"event topic {topic!r} must be 1-200 characters without spaces")
+
+
+def publish(
+    url: str,
+    topic: str,
+    payload: dict[str, Any] | None = None,
+    source: str = "",
+    conn: psycopg.Connection | None = None,
+) -> int:
+    """Store an event and wake subscribers; returns its id."""
+    _check_topic(topic)
+    try:
+        body = json.dumps(payload or {}, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise PortalError(f"event payload for {topic!r} is not JSON: {exc}") from None
+    own = conn is None
+    conn = conn or connect_raw(url, autocommit=True)
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            row = conn.execute(
+                "INSERT INTO events (topic, source, payload) VALUES (%s, %s, %s::jsonb) "
+                "RETURNING id",
+                (topic, source, body),
+            ).fetchone()
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, topic))
+        assert row is not None
+        return int(row[0])
+    finally:
+        if own:
+            conn.close()
+
+
+def topic_filter(topics: Sequence[str]) -> tuple[str, list[str]]:
+    """SQL condition for topic patterns: exact names, or ``*`` as a wildcard (``ops.*``)."""
+    if not topics or "*" in topics:
+        return "TRUE", []
+    likes = [
+        t.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("*", "%")
+        for t in topics
+    ]
+    return "(" + " OR ".join(["topic LIKE %s"] * len(likes)) + ")", likes
+
+
+def history(
+    url: str,
+    topics: Sequence[str] = (),
+    since: int = 0,
+    limit: int = 100,
+    newest_first: bool = False,
+) -> list[Event]:
+    """Stored events after ``since`` (for pages and ``tail`` without ``--follow``)."""
+    cond, params = topic_filter(topics)
+    order = "DESC" if newest_first else "ASC"
+    with connect_raw(url) as conn, conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"SELECT id, time, topic, source, payload FROM events "
+            f"WHERE id > %s AND {cond} ORDER BY id {order} LIMIT %s",
+            [since, *params, limit],
+        )
+        return [Event(**r) for r in cur.fetchall()]
+
+
+def last_id(url: str) -> int:
+    with connect_raw(url) as conn:
+        row = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
+        return int(row[0]) if row else 0
+
+
+class Subscription:
+    """Iterate events matching ``topics``: missed ones since the cursor first, then live ones.
+
+    With ``name``, the cursor is stored in ``event_cursors`` each time the consumer asks for
+    the next event (so the previous one counts as handled): a restart resumes where it left.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        topics: Sequence[str] = (),
+        since: int | None = None,
+        name: str | None = None,
+        poll_seconds: float = 5.0,
+    ) -> None:
+        self.url, self.topics, self.name = url, list(topics), name
+        self.poll_seconds = poll_seconds
+        self._conn = connect_raw(url, autocommit=True)
+        self._conn.execute(f"LISTEN {CHANNEL}")  # before the first read: no wake-up is missed
+        stored = self._load_cursor() if name else None
+        self.cursor = since if since is not None else (stored if stored is not None else 0)
+        self._cond, self._params = topic_filter(self.topics)
+        self._pending: int | None = None
+
+    def _load_cursor(self) -> int | None:
+        row = self._conn.execute(
+            "SELECT last_id FROM event_cursors WHERE name = %s", (self.name,)
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def commit(self) -> None:
+        """Record that everything up to ``cursor`` was handled."""
+        if self.name:
+            self._conn.execute(
+                "INSERT INTO event_cursors (name, last_id, updated_at) VALUES (%s, %s, now()) "
+                "ON CONFLICT (name) DO UPDATE SET last_id = excluded.last_id, updated_at = now()",
+                (self.name, self.cursor),
+            )
+
+    def _fetch(self, limit: int = 500) -> list[Event]:
+        with self._conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                f"SELECT id, time, topic, source, payload FROM events "
+                f"WHERE id > %s AND {self._cond} ORDER BY id LIMIT %s",
+                [self.cursor, *self._params, limit],
+            )
+            return [Event(**r) for r in cur.fetchall()]
+
+    def _wait(self, timeout: float) -> None:
+        """Block until a NOTIFY arrives or ``timeout`` passes."""
+        for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+            pass
+
+    def events(self, follow: bool = True, timeout: float | None = None) -> Iterator[Event]:
+        """Yield events in id order; with ``follow`` wait for new ones (until ``timeout``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            batch = self._fetch()
+            for event in batch:
+                yield event
+                self.cursor = event.id
+                self.commit()
+            if batch:
+                continue
+            if not follow:
+                return
+            remaining = self.poll_seconds
+            if deadline is not None:
+                remaining = min(remaining, deadline - time.monotonic())
+                if remaining <= 0:
+                    return
+            self._wait(remaining)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def subscribe(
+    url: str,
+    topics: Sequence[str] = (),
+    since: int | None = None,
+    name: str | None = None,
+    follow: bool = True,
+    timeout: float | None = None,
+) -> Iterator[Event]:
+    """Generator form of ``Subscription`` for simple consumers."""
+    with Subscription(url, topics, since=since, name=name) as sub:
+        yield from sub.events(follow=follow, timeout=timeout)

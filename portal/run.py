@@ -1,0 +1,100 @@
+"""``portal run`` (what ``make run`` calls): the whole local stack in the foreground.
+
+Brings the services up, migrates, then supervises the portal's own long-running components
+as child processes; Ctrl-C (or SIGTERM) stops them, then the services this run started.
+A component that exits is restarted with back-off, and its exit is reported.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import click
+
+from portal.db import migrate
+from portal.db.tables import TIMESERIES
+from portal.settings import Settings
+from portal.stack import manager, process
+
+PORTAL = [sys.executable, "-m", "portal.cli"]
+
+
+@dataclass
+class Component:
+    """A long-running ``portal`` subcommand that ``portal run`` keeps alive."""
+
+    name: str
+    argv: list[str]
+    demo_only: bool = False
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    log: list[str] = field(default_factory=list)
+
+
+def components(cfg: Settings) -> list[Component]:
+    """What runs in the foreground; each capability adds its entry here."""
+    return [
+        Component("maintenance", [*PORTAL, "db", "maintain-loop"]),
+        Component("collector", [*PORTAL, "collect", "host"]),
+        Component("demo", [*PORTAL, "demo", "run"], demo_only=True),
+        Component("web", [*PORTAL, "web"]),
+    ]
+
+
+def _available(comp: Component) -> bool:
+    """Only start subcommands that exist in this version of the CLI."""
+    from portal.cli import cli
+
+    ctx = click.Context(cli)
+    cmd: click.Command | None = cli
+    for word in comp.argv[len(PORTAL) :]:
+        if not isinstance(cmd, click.Group):
+            break
+        cmd = cmd.get_command(ctx, word)
+        if cmd is None:
+            return False
+    return True
+
+
+def main(cfg: Settings, demo: bool = True) -> None:
+    say = lambda m: click.echo(f"[portal run] {m}", err=True)  # noqa: E731
+    manager.up(cfg, on_progress=say)
+    migrate.upgrade(cfg.database_url)
+    retention = {t: getattr(cfg, f) for t, f in TIMESERIES.items()}
+    migrate.maintain(cfg.database_url, retention, cfg.partition_premake_days)
+    comps = [c for c in components(cfg) if (demo or not c.demo_only) and _available(c)]
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    click.echo(manager.describe(manager.status(cfg)))
+    say(f"portal: {cfg.web_url}  (Ctrl-C stops everything)")
+    try:
+        while not stopping:
+            now = time.monotonic()
+            for comp in comps:
+                if comp.proc is not None and comp.proc.poll() is not None:
+                    say(f"{comp.name} exited with code {comp.proc.returncode}; restarting")
+                    comp.proc = None
+                    comp.restarts += 1
+                    comp.next_start = now + min(30.0, 2.0 ** min(comp.restarts, 5))
+                if comp.proc is None and now >= comp.next_start:
+                    comp.proc = subprocess.Popen(comp.argv, start_new_session=True)
+                    say(f"{comp.name} started (pid {comp.proc.pid})")
+            time.sleep(0.2)
+    finally:
+        say("stopping")
+        for comp in comps:
+            if comp.proc is not None:
+                process.stop(comp.proc.pid, timeout=10)
+                comp.proc.wait()
+        manager.down(cfg, on_progress=say)

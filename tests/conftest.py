@@ -1,0 +1,145 @@
+"""Session fixtures: real PostgreSQL, Prometheus, Pushgateway and Alertmanager.
+
+Each test run gets its own database (on the machine's PostgreSQL at 127.0.0.1:5432 when it
+answers, else on a private server it starts), its own free ports and its own data dir, so two
+runs never collide. Every process a fixture starts is stopped by PID at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from portal import settings
+from portal.db import engine as db_engine
+from portal.db import migrate
+from portal.stack import manager, postgres
+
+REPO = Path(__file__).resolve().parents[1]
+SYSTEM_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def shared_tmpdir(prefix: str) -> Path:
+    """A temp dir other users can traverse (the private PostgreSQL runs as ``postgres``)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+def portal_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "portal.cli", *args]
+
+
+def run_portal(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``portal`` CLI in a subprocess with the test environment."""
+    result = subprocess.run(
+        portal_cmd(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"portal {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Iterator[Path]:
+    path = shared_tmpdir("obsportal-test-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server(session_dir: Path) -> Iterator[str]:
+    """URL (without database) of a PostgreSQL server for this run."""
+    if db_engine.server_reachable(SYSTEM_PG, timeout=2):
+        yield "postgresql://postgres@127.0.0.1:5432"
+        return
+    port = free_port()
+    data = session_dir / "pg"
+    url = f"postgresql://postgres@127.0.0.1:{port}"
+    postgres.start(url + "/postgres", data, session_dir / "pg.log")
+    try:
+        yield url
+    finally:
+        db_engine.dispose_all()
+        postgres.stop(data)
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server: str) -> Iterator[str]:
+    """A fresh, migrated database for this run; dropped at the end."""
+    url = f"{pg_server}/obsportal_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    migrate.upgrade(url)
+    yield url
+    db_engine.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def portal_env(session_dir: Path, database_url: str) -> Iterator[dict[str, str]]:
+    """``PORTAL_*`` variables for this run, also exported so subprocesses inherit them."""
+    env = {
+        "PORTAL_DATABASE_URL": database_url,
+        "PORTAL_DATA_DIR": str(session_dir / "var"),
+        "PORTAL_PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",
+        "PORTAL_PUSHGATEWAY_URL": f"http://127.0.0.1:{free_port()}",
+        "PORTAL_ALERTMANAGER_URL": f"http://127.0.0.1:{free_port()}",
+        "PORTAL_WEB_BIND": f"127.0.0.1:{free_port()}",
+        "PORTAL_COLLECTOR_PORT": str(free_port()),
+        "PORTAL_LOG_LEVEL": "WARNING",
+    }
+    saved = {k: v for k, v in os.environ.items() if k.startswith("PORTAL_")}
+    for key in saved:
+        del os.environ[key]
+    os.environ.update(env)
+    settings.get.cache_clear()
+    yield env
+    for key in env:
+        os.environ.pop(key, None)
+    os.environ.update(saved)
+    settings.get.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def cfg(portal_env: dict[str, str]) -> settings.Settings:
+    return settings.load(os.environ)
+
+
+@pytest.fixture(scope="session")
+def stack(cfg: settings.Settings) -> Iterator[settings.Settings]:
+    """Real Prometheus, Pushgateway and Alertmanager on this run's ports."""
+    manager.up(cfg)
+    try:
+        yield cfg
+    finally:
+        manager.down(cfg)
+
+
+@pytest.fixture
+def db_conn(database_url: str) -> Iterator[object]:
+    conn = db_engine.connect_raw(database_url)
+    yield conn
+    conn.close()
