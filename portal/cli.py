@@ -21,7 +21,61 @@ def cfg() -> settings.Settings:
     return settings.get()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Commands that live in their capability package, imported only when used: "name" -> "module:attr".
+#: A capability adds its command here; the group lists only those whose module exists.
+LAZY_COMMANDS: dict[str, str] = {
+    "hosts": "portal.inventory.cli:hosts",
+    "demo": "portal.demo.cli:demo",
+    "web": "portal.web.cli:web",
+    "quicklook": "portal.web.cli:quicklook",
+    "logs": "portal.logs.cli:logs",
+    "grafana": "portal.grafana.cli:grafana",
+    "alerts": "portal.alerts.cli:alerts",
+}
+#: Subcommands of ``portal collect``: each collector is its own module.
+COLLECTORS: dict[str, str] = {
+    "host": "collectors.host:command",
+    "logs": "collectors.logship:command",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose extra subcommands are imported on first use (fast start, loose coupling)."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def _load(self, name: str) -> click.Command | None:
+        import importlib
+        import importlib.util
+
+        module, _, attr = self.lazy[name].partition(":")
+        if importlib.util.find_spec(module.rsplit(".", 1)[0]) is None:
+            return None
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                return None
+            raise
+        cmd: click.Command = getattr(mod, attr)
+        return cmd
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx))
+        names.update(n for n in self.lazy if self._load(n) is not None)
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            return self._load(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=LazyGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.version_option(package_name="obsportal")
 def cli() -> None:
     """obsportal: observability, operations and quicklooks for the pipeline cluster."""
@@ -29,6 +83,11 @@ def cli() -> None:
     logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("httpx", "httpcore", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+@cli.group(cls=LazyGroup, lazy=COLLECTORS)
+def collect() -> None:
+    """Collectors: host telemetry, log shipping."""
 
 
 # -- settings ---------------------------------------------------------------------------------

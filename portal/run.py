@@ -41,6 +41,7 @@ def components(cfg: Settings) -> list[Component]:
     return [
         Component("maintenance", [*PORTAL, "db", "maintain-loop"]),
         Component("collector", [*PORTAL, "collect", "host"]),
+        Component("logshipper", [*PORTAL, "collect", "logs"]),
         Component("demo", [*PORTAL, "demo", "run"], demo_only=True),
         Component("web", [*PORTAL, "web"]),
     ]

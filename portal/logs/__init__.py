@@ -1,0 +1,1 @@
+"""Logs: the store's write side, queries, selector parser, formatting and the Loki client."""
