@@ -35,10 +35,26 @@ def test_batches_reach_the_table_and_duplicates_collapse(database_url: str, tmp_
     w = WritePath(database_url, "metric_samples", spool_dir=tmp_path, batch_rows=1000)
     rows = _rows(5000, host, start)
     w.write_many(rows)
-    w.write_many(rows[:100])  # a producer re-sending: same keys
+    assert w.flush(30)
+    # a crash after commit but before the spool was cleared: the same batch is replayed
+    w.spool.append(w._jsonable(rows[:100] + rows[:3]))
     assert w.flush(30)
     w.close()
     assert _count(database_url, host) == (5000, 5000)
+
+
+def test_durable_mode_survives_without_the_flusher(database_url: str, tmp_path: Path) -> None:
+    host = f"d-{uuid.uuid4().hex[:6]}"
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    dead = "postgresql://postgres@127.0.0.1:1/none"
+    w = WritePath(dead, "metric_samples", spool_dir=tmp_path, durable=True)
+    w.write_many(_rows(300, host, start))  # on disk once this returns, like before a kill -9
+    assert not w.spool.empty()
+    w2 = WritePath(database_url, "metric_samples", spool_dir=tmp_path, flush_seconds=0.05)
+    assert w2.flush(30)
+    w2.close()
+    w.close(timeout=0.5)
+    assert _count(database_url, host) == (300, 300)
 
 
 def test_outage_spools_then_replays_in_order(

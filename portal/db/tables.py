@@ -160,10 +160,13 @@ TIMESERIES: dict[str, str] = {
     "beam_events": "pointings_retention_days",
 }
 
-#: The columns that make a row unique, so that replaying a spool never duplicates.
+#: The columns that make a row unique, so that replaying a spool never duplicates. Tables in
+#: ``ENFORCED_KEYS`` have a unique index on them (``ON CONFLICT DO NOTHING``); the others are
+#: deduplicated on replay with ``NOT EXISTS`` to keep the hot COPY path free of a unique index.
 IDEMPOTENCY_KEYS: dict[str, tuple[str, ...]] = {
     "metric_samples": ("name", "host", "component", "labels", "time"),
     "log_lines": ("source", "seq", "time"),
     "pointings": ("beam", "time"),
     "beam_events": ("beam", "kind", "time"),
 }
+ENFORCED_KEYS = frozenset({"log_lines", "pointings", "beam_events"})

@@ -24,7 +24,7 @@ from prometheus_client import Counter, Gauge
 
 from portal.db.engine import connect_raw
 from portal.db.spool import Spool
-from portal.db.tables import metadata
+from portal.db.tables import ENFORCED_KEYS, IDEMPOTENCY_KEYS, metadata
 from portal.errors import DatabaseUnavailable, PortalError
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,19 @@ def copy_rows(
             for row in rows:
                 copy.write_row(row)
         if dedupe:
-            cur.execute(
-                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {target} ON CONFLICT DO NOTHING"
-            )
+            cur.execute(_dedupe_insert(table, cols, target))
+
+
+def _dedupe_insert(table: str, cols: str, stage: str) -> str:
+    """Move staged rows into ``table``, skipping any whose idempotency key is already there."""
+    if table in ENFORCED_KEYS or table not in IDEMPOTENCY_KEYS:
+        return f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING"
+    key = IDEMPOTENCY_KEYS[table]
+    match = " AND ".join(f"t.{k} = s.{k}" for k in key)
+    return (
+        f"INSERT INTO {table} ({cols}) SELECT DISTINCT ON ({', '.join(key)}) {cols} "
+        f"FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {match})"
+    )
 
 
 class WritePath:
