@@ -179,6 +179,13 @@ SPECS: tuple[Spec, ...] = (
     ),
     Spec("logs_retention_days", "30", _int(1, 36500), "Days of log lines kept."),
     Spec(
+        "log_sources",
+        "",
+        _text,
+        "Files `portal collect logs` ships: comma-separated `GLOB[=component]` (component "
+        "defaults to the file name); empty ships the local stack's `<data_dir>/log/*.log`.",
+    ),
+    Spec(
         "pointings_retention_days", "400", _int(1, 36500), "Days of pointings and beam events kept."
     ),
     Spec("partition_premake_days", "7", _int(1, 365), "Daily partitions created ahead of time."),
@@ -217,6 +224,7 @@ class Settings:
     quicklooks_path: tuple[Path, ...]
     metrics_retention_days: int
     logs_retention_days: int
+    log_sources: str
     pointings_retention_days: int
     partition_premake_days: int
     write_batch_rows: int
