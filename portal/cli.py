@@ -108,8 +108,14 @@ def settings_show() -> None:
 
 
 @settings_group.command("table")
-def settings_table() -> None:
+@click.option("--write", is_flag=True, help="Update the table in README.md in place.")
+def settings_table(write: bool) -> None:
     """Print the Markdown settings table used in README.md."""
+    if write:
+        from portal import readme
+
+        click.echo("README.md updated" if readme.update() else "README.md already current")
+        return
     click.echo(settings.markdown_table())
 
 

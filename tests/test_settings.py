@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from portal import settings
+from portal import readme, settings
 from portal.errors import SettingsError
 from tests.conftest import run_portal
 
@@ -64,7 +64,9 @@ def test_defaults_are_valid_and_documented() -> None:
     cfg = settings.load({})
     assert cfg.web_port == 8050
     table = settings.markdown_table()
-    readme = (settings.Path(__file__).resolve().parents[1] / "README.md").read_text()
     for spec in settings.SPECS:
         assert f"`{spec.env}`" in table
-        assert f"`{spec.env}`" in readme, f"{spec.env} missing from README settings table"
+    current = readme.README.read_text()
+    assert readme.render(current) == current, (
+        "README settings table is stale: run `portal settings table --write`"
+    )
