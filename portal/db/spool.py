@@ -111,8 +111,18 @@ class Spool:
     def remove(self, path: Path) -> None:
         path.unlink(missing_ok=True)
 
+    def _sizes(self) -> list[int]:
+        """Sizes of the segments; one removed meanwhile by a replay counts as empty."""
+        sizes = []
+        for path in self.segments():
+            try:
+                sizes.append(path.stat().st_size)
+            except FileNotFoundError:
+                continue
+        return sizes
+
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.segments() if p.exists())
+        return sum(self._sizes())
 
     def oldest_age_seconds(self) -> float:
         for path in self.segments():
@@ -127,7 +137,7 @@ class Spool:
         return 0.0
 
     def empty(self) -> bool:
-        return not any(p.stat().st_size for p in self.segments() if p.exists())
+        return not any(self._sizes())
 
     def close(self) -> None:
         self.seal()
