@@ -1,0 +1,1 @@
+"""Alert delivery: Alertmanager's webhook into ``portal.events`` (topic ``alert``), and queries."""

@@ -1,0 +1,271 @@
+"""Alert rules (promtool), runbook links, and the ``/api/alerts`` webhook into the events table.
+
+The end-to-end test runs a real Prometheus and a real Alertmanager on free ports: a rule that
+fires at once travels Prometheus -> Alertmanager -> webhook -> ``events`` (topic ``alert``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from flask import Flask
+from werkzeug.serving import make_server
+
+from portal import events
+from portal.alerts import rules
+from portal.alerts.query import latest
+from portal.alerts.webhook import blueprint
+from portal.settings import Settings
+from portal.stack import configs, process
+from tests.conftest import REPO, free_port, run_portal, shared_tmpdir
+
+RULE_FILES = sorted((REPO / "prometheus" / "rules").glob("*.yml"))
+
+
+def _all_rules() -> list[dict]:
+    out = []
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            out.extend(r for r in group["rules"] if "alert" in r)
+    return out
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub-style anchors of the Markdown headings."""
+    heads = re.findall(r"^#+\s+(.+?)\s*$", markdown, flags=re.M)
+    return {re.sub(r"[^a-z0-9 _-]", "", h.lower()).replace(" ", "-") for h in heads}
+
+
+def test_promtool_check_and_unit_tests_pass() -> None:
+    results = rules.check()
+    assert [r.step for r in results] == ["check rules", "test rules"]
+    for r in results:
+        assert r.ok, r.output
+    assert "SUCCESS" in results[1].output
+
+
+def test_promtool_check_reports_a_broken_rule(tmp_path: Path) -> None:
+    (tmp_path / "bad.yml").write_text(
+        "groups:\n- name: g\n  rules:\n  - alert: X\n    expr: rate(foo[5m]\n"
+    )
+    results = rules.check(rules_dir=tmp_path, tests_dir=tmp_path / "none")
+    assert not results[0].ok
+    assert "bad.yml" in results[0].output
+
+
+def test_issue_alerts_exist_with_annotations_and_runbook_anchors() -> None:
+    found = {r["alert"]: r for r in _all_rules()}
+    wanted = {
+        "HostDown",
+        "DiskFillsWithin24h",
+        "RealtimeLagging",
+        "RealtimePacketLoss",
+        "BatchBacklogGrowing",
+        "CollectorSpoolNotEmpty",
+        "DatabaseIngestLagging",
+    }
+    assert wanted <= set(found)
+    assert "predict_linear" in found["DiskFillsWithin24h"]["expr"]
+    anchors = _anchors((REPO / "docs" / "runbooks.md").read_text())
+    for name, rule in found.items():
+        ann = rule["annotations"]
+        assert ann.get("summary") and ann.get("description"), name
+        doc, _, anchor = ann["runbook_url"].partition("#")
+        assert doc == "docs/runbooks.md", name
+        assert anchor in anchors, f"{name}: no heading for #{anchor} in docs/runbooks.md"
+
+
+def _payload(status: str = "firing", **labels: str) -> dict:
+    return {
+        "version": "4",
+        "receiver": "portal",
+        "status": status,
+        "groupKey": "{}:{}",
+        "alerts": [
+            {
+                "status": status,
+                "labels": {"alertname": "HostDown", "host": "cn07", **labels},
+                "annotations": {"summary": "Host cn07 is down"},
+                "startsAt": "2026-12-01T06:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus/graph",
+                "fingerprint": "f00dcafe",
+            }
+        ],
+    }
+
+
+@pytest.fixture
+def client(cfg: Settings) -> Iterator:
+    app = Flask("test_alerts")
+    app.register_blueprint(blueprint)
+    yield app.test_client()
+
+
+def test_webhook_records_one_event_per_alert(client, database_url: str) -> None:
+    before = events.last_id(database_url)
+    body = _payload()
+    body["alerts"].append({**body["alerts"][0], "fingerprint": "beef", "status": "resolved"})
+    resp = client.post("/api/alerts", json=body)
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["recorded"] == 2
+    stored = events.history(database_url, ["alert"], since=before)
+    assert [(e.payload["fingerprint"], e.payload["status"]) for e in stored] == [
+        ("f00dcafe", "firing"),
+        ("beef", "resolved"),
+    ]
+    assert stored[0].payload["labels"]["host"] == "cn07"
+    assert stored[0].payload["annotations"]["summary"] == "Host cn07 is down"
+    assert stored[0].payload["startsAt"] == "2026-12-01T06:00:00Z"
+    assert stored[0].source == "alertmanager:portal"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("not json", "not JSON"),
+        ([1, 2], "must be a JSON object"),
+        ({**_payload(), "version": "3"}, "version '3'"),
+        ({**_payload(), "alerts": "x"}, "'alerts' must be a list"),
+        ({**_payload(), "alerts": [{"status": "weird"}]}, "alerts[0].status"),
+    ],
+)
+def test_webhook_rejects_bad_payloads_and_stores_nothing(
+    client, database_url: str, body: object, message: str
+) -> None:
+    before = events.last_id(database_url)
+    if isinstance(body, str):
+        resp = client.post("/api/alerts", data=body, content_type="application/json")
+    else:
+        resp = client.post("/api/alerts", json=body)
+    assert resp.status_code == 400
+    error = resp.get_json()["error"]
+    assert message in error and "\n" not in error
+    assert events.last_id(database_url) == before
+
+
+def test_webhook_half_bad_notification_is_rejected_whole(client, database_url: str) -> None:
+    body = _payload()
+    body["alerts"].append({**body["alerts"][0], "fingerprint": ""})
+    before = events.last_id(database_url)
+    resp = client.post("/api/alerts", json=body)
+    assert resp.status_code == 400
+    assert "alerts[1].fingerprint" in resp.get_json()["error"]
+    assert events.last_id(database_url) == before
+
+
+@pytest.fixture
+def webhook_server(cfg: Settings) -> Iterator[str]:
+    """Just the alerts blueprint, served on the port of ``cfg.web_url``."""
+    app = Flask("alerts_e2e")
+    app.register_blueprint(blueprint)
+    server = make_server("127.0.0.1", cfg.web_port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield cfg.web_url
+    server.shutdown()
+    thread.join(10)
+
+
+def _up(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_firing_rule_reaches_events_through_real_alertmanager(
+    cfg: Settings, webhook_server: str, database_url: str
+) -> None:
+    tmp = shared_tmpdir("obsportal-alerts-e2e-")
+    prom_port, am_port = free_port(), free_port()
+    am_url, prom_url = f"http://127.0.0.1:{am_port}", f"http://127.0.0.1:{prom_port}"
+    (tmp / "rules.yml").write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "e2e",
+                        "interval": "1s",
+                        "rules": [
+                            {
+                                "alert": "PortalE2EAlert",
+                                "expr": 'label_replace(vector(1), "host", "e2e-host", "", "")',
+                                "for": "0s",
+                                "labels": {"severity": "warning"},
+                                "annotations": {"summary": "e2e alert fired"},
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    prom_cfg = {
+        "global": {"evaluation_interval": "1s", "scrape_interval": "15s"},
+        "rule_files": [str(tmp / "rules.yml")],
+        "alerting": {
+            "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
+        },
+    }
+    configs.write(tmp / "prometheus.yml", prom_cfg)
+    am_conf = configs.write(tmp / "alertmanager.yml", configs.alertmanager_config(cfg))
+    before = events.last_id(database_url)
+    pids = [
+        process.spawn(
+            [
+                shutil.which("prometheus-alertmanager") or "alertmanager",
+                f"--config.file={am_conf}",
+                f"--storage.path={tmp / 'am'}",
+                f"--web.listen-address=127.0.0.1:{am_port}",
+                "--cluster.listen-address=",
+            ],
+            tmp / "alertmanager.log",
+        ),
+        process.spawn(
+            [
+                shutil.which("prometheus") or "prometheus",
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+                "--rules.alert.resend-delay=1s",  # Alertmanager is discovered after 1st send
+            ],
+            tmp / "prometheus.log",
+        ),
+    ]
+    try:
+        assert process.wait_until(lambda: _up(am_url) and _up(prom_url), 30), process.tail(
+            tmp / "prometheus.log"
+        ) + process.tail(tmp / "alertmanager.log")
+
+        def arrived() -> bool:
+            got = events.history(database_url, ["alert"], since=before)
+            return any(e.payload["alertname"] == "PortalE2EAlert" for e in got)
+
+        assert process.wait_until(arrived, 60, interval=0.5), process.tail(tmp / "alertmanager.log")
+        got = [
+            e
+            for e in events.history(database_url, ["alert"], since=before)
+            if e.payload["alertname"] == "PortalE2EAlert"
+        ]
+        ev = got[0]
+        assert ev.payload["status"] == "firing"
+        assert ev.payload["labels"]["host"] == "e2e-host"
+        assert ev.payload["annotations"]["summary"] == "e2e alert fired"
+        assert ev.payload["fingerprint"]
+        firing = {a.alertname for a in latest(database_url)}
+        assert "PortalE2EAlert" in firing
+        out = run_portal("alerts", "list", check=True).stdout
+        assert "e2e alert fired" in out
+    finally:
+        for pid in pids:
+            assert process.stop(pid, timeout=15)
+        shutil.rmtree(tmp, ignore_errors=True)
