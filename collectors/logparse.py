@@ -1,0 +1,196 @@
+"""Turn one raw log line into (time, level, message, labels): JSON lines, logfmt or plain text.
+
+Parsing is deterministic (same bytes, same result) because the shipper's idempotency key
+includes the time: a line re-read after a crash must map to the same row.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_ALIASES = {
+    "TRACE": "DEBUG",
+    "DBG": "DEBUG",
+    "DEBUG": "DEBUG",
+    "INFO": "INFO",
+    "INF": "INFO",
+    "NOTICE": "INFO",
+    "INFORMATION": "INFO",
+    "LOG": "INFO",
+    "WARN": "WARNING",
+    "WARNING": "WARNING",
+    "WRN": "WARNING",
+    "ERR": "ERROR",
+    "ERROR": "ERROR",
+    "EROR": "ERROR",
+    "CRIT": "CRITICAL",
+    "CRITICAL": "CRITICAL",
+    "FATAL": "CRITICAL",
+    "PANIC": "CRITICAL",
+    "ALERT": "CRITICAL",
+    "EMERG": "CRITICAL",
+}
+_TIME_KEYS = ("time", "ts", "timestamp", "@timestamp", "t", "asctime", "date")
+_LEVEL_KEYS = ("level", "lvl", "severity", "levelname", "loglevel")
+_MSG_KEYS = ("msg", "message", "log", "event")
+
+# 2026-12-01T06:50:38.123Z, 2026-12-01 06:50:38,123 +0000, ...
+_ISO = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<clock>\d{2}:\d{2}:\d{2})(?:[.,](?P<frac>\d{1,9}))?"
+    r"\s?(?P<tz>Z|[+-]\d{2}:?\d{2}|UTC)?"
+)
+_ISO_TEXT = re.compile(r"\[?" + _ISO.pattern + r"\]?")
+_LEVEL_ALT = "|".join(sorted(_ALIASES, key=len, reverse=True))
+_LEVEL_WORD = re.compile(r"\[?\b(" + _LEVEL_ALT + r")\b\]?:?")
+_LOGFMT = re.compile(r'([A-Za-z_@][\w.@-]*)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+@dataclass
+class Parsed:
+    """One parsed line; ``time`` is None when the line carries no timestamp."""
+
+    time: datetime | None
+    level: str
+    message: str
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+def normalize_level(raw: object, default: str = "INFO") -> str:
+    """Map level spellings (warn, ERR, fatal, 30, ...) onto the five stored levels."""
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        number = int(raw)  # Python logging numbers
+        for threshold, name in ((50, "CRITICAL"), (40, "ERROR"), (30, "WARNING"), (20, "INFO")):
+            if number >= threshold:
+                return name
+        return "DEBUG"
+    return _ALIASES.get(str(raw).strip().upper(), default)
+
+
+def parse_time(raw: object) -> datetime | None:
+    """An ISO-8601 string or Unix seconds/milliseconds/nanoseconds; naive times are UTC."""
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        value = float(raw)
+        for limit, scale in ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3)):  # ns, us, ms
+            if abs(value) > limit:
+                value /= scale
+                break
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(raw, str):
+        return None
+    match = _ISO.match(raw.strip())
+    return _from_match(match) if match else None
+
+
+def _from_match(match: re.Match[str]) -> datetime | None:
+    frac = (match["frac"] or "0")[:6].ljust(6, "0")
+    tz = match["tz"] or "Z"
+    tz = "+00:00" if tz in ("Z", "UTC") else (tz if ":" in tz else f"{tz[:3]}:{tz[3:]}")
+    try:
+        return datetime.fromisoformat(f"{match['date']}T{match['clock']}.{frac}{tz}").astimezone(
+            UTC
+        )
+    except ValueError:
+        return None
+
+
+def parse_line(line: str) -> Parsed:
+    """Pick the format by shape: ``{`` starts JSON, ``key=value`` pairs are logfmt, else text."""
+    stripped = line.strip()
+    if stripped.startswith("{"):
+        parsed = _parse_json(stripped)
+        if parsed is not None:
+            return parsed
+    if "=" in stripped:
+        parsed = _parse_logfmt(stripped)
+        if parsed is not None:
+            return parsed
+    return _parse_text(line.rstrip("\r\n"))
+
+
+def _pick(obj: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, Any]:
+    for key in keys:
+        if key in obj:
+            return key, obj[key]
+    return None, None
+
+
+def _parse_json(text: str) -> Parsed | None:
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    tkey, traw = _pick(obj, _TIME_KEYS)
+    lkey, lraw = _pick(obj, _LEVEL_KEYS)
+    mkey, mraw = _pick(obj, _MSG_KEYS)
+    used = {tkey, lkey, mkey}
+    labels = {k: v for k, v in obj.items() if k not in used}
+    message = mraw if isinstance(mraw, str) else (json.dumps(mraw) if mkey else text)
+    return Parsed(
+        parse_time(traw) if tkey else None,
+        normalize_level(lraw) if lkey else "INFO",
+        message,
+        labels if mkey else {},
+    )
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        try:
+            result: str = json.loads(value)
+            return result
+        except ValueError:
+            return value[1:-1]
+    return value
+
+
+def _parse_logfmt(text: str) -> Parsed | None:
+    pairs = {k: _unquote(v) for k, v in _LOGFMT.findall(text)}
+    if not pairs or not (set(pairs) & {*_TIME_KEYS, *_LEVEL_KEYS, *_MSG_KEYS}):
+        return None  # a plain sentence that merely contains '='
+    tkey, traw = _pick(pairs, _TIME_KEYS)
+    lkey, lraw = _pick(pairs, _LEVEL_KEYS)
+    mkey, mraw = _pick(pairs, _MSG_KEYS)
+    if tkey is None and mkey is None:
+        return None
+    used = {tkey, lkey, mkey}
+    labels = {k: v for k, v in pairs.items() if k not in used}
+    return Parsed(
+        parse_time(traw) if tkey else None,
+        normalize_level(lraw) if lkey else "INFO",
+        mraw if mkey else text,
+        labels if mkey else {},
+    )
+
+
+def _parse_text(text: str) -> Parsed:
+    """``<time> <LEVEL> message`` in the common orders; the timestamp may sit after a prefix."""
+    when = None
+    rest = text
+    match = _ISO_TEXT.search(text, 0, 64)
+    if match:
+        when = _from_match(match)
+        if when is not None:
+            rest = _cut(text, match.start(), match.end())
+    level = "INFO"
+    lmatch = _LEVEL_WORD.search(rest, 0, 48)
+    if lmatch:
+        level = _ALIASES[lmatch.group(1)]
+        rest = _cut(rest, lmatch.start(), lmatch.end())
+    if when is None:
+        rest = text  # untouched: no timestamp means we cannot be sure what a prefix is
+    return Parsed(when, level, rest)
+
+
+def _cut(text: str, start: int, end: int) -> str:
+    """``text`` without ``text[start:end]``, joined by one space."""
+    return f"{text[:start].rstrip()} {text[end:].lstrip()}".strip()

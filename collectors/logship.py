@@ -1,0 +1,400 @@
+"""``portal collect logs``: tail log files into the log store, exactly once across crashes.
+
+Each file is known by (device, inode, hash of its first line), so a rename (rotation) keeps
+its identity and a truncation or a new file gets a new one. A batch is durable in the write
+path's fsync'd spool *before* the read offsets are saved (atomically); a crash between the
+two re-reads lines whose rows carry the same (source, seq=byte offset, time) key, which the
+store ignores as duplicates. Lines without a timestamp get a time fixed by the saved state,
+so a re-read assigns the same time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import json
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from collectors.logparse import parse_line
+from portal import settings
+from portal.errors import PortalError, SettingsError
+from portal.logs.loki import Entry, LokiClient, to_ns
+from portal.logs.store import log_writer
+
+log = logging.getLogger(__name__)
+
+FIRST_LINE_MAX = 4096  # bytes hashed for identity; longer first lines are cut here
+READ_BYTES = 4 * 1024 * 1024  # per file and cycle: keeps one cycle's memory bounded
+IDLE_CHECKPOINT_S = 2.0  # refresh the clock for timestamp-less lines at least this often
+ROTATED_GRACE_S = 5.0  # keep reading a rotated-away file this long after its last growth
+
+
+@dataclass(frozen=True)
+class Source:
+    """A glob to tail and the component its lines belong to (None: from the file name)."""
+
+    pattern: str
+    component: str | None = None
+
+
+def parse_sources(spec: str | Iterable[str], data_dir: Path, setting: str = "") -> list[Source]:
+    """``GLOB[=component]`` items (comma-separated string or list); empty: the stack's logs."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    sources = []
+    for raw in (i.strip() for i in items):
+        if not raw:
+            continue
+        pattern, sep, component = raw.partition("=")
+        if not pattern or (sep and not component.strip()):
+            raise SettingsError(setting or "--source", f"{raw!r} is not GLOB or GLOB=component")
+        sources.append(Source(os.path.expanduser(pattern.strip()), component.strip() or None))
+    return sources or [Source(str(data_dir / "log" / "*.log"))]
+
+
+def component_from_name(path: str) -> str:
+    """``l1-beam.log.1`` -> ``l1-beam``: the file name up to its ``.log`` suffix."""
+    name = os.path.basename(path)
+    return name.split(".log")[0] if ".log" in name else name.split(".")[0] or name
+
+
+@dataclass
+class FileState:
+    """What is known about one file; persisted so a restart resumes exactly where it stopped."""
+
+    key: str  # the rows' ``source``: host, device, inode, first-line hash, generation
+    path: str
+    dev: int
+    ino: int
+    fp: str
+    component: str
+    offset: int = 0
+    gen: int = 0
+    last_time: float | None = None  # newest timestamp parsed in this file
+    grown_at: float = field(default_factory=time.time)
+
+
+class StateFile:
+    """JSON state under ``<data_dir>/logship/``, replaced atomically (write, fsync, rename)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "state.json"
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def load(self) -> tuple[float, dict[str, FileState]]:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return time.time(), {}
+        files = {k: FileState(**v) for k, v in data.get("files", {}).items()}
+        return float(data.get("clock", time.time())), files
+
+    def save(self, clock: float, files: dict[str, FileState]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        body = json.dumps({"clock": clock, "files": {k: asdict(v) for k, v in files.items()}})
+        with open(tmp, "w") as fh:
+            fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def first_line_hash(fh: IO[bytes]) -> str | None:
+    """Hash of the first complete line; None while the file has none (not yet identifiable)."""
+    fh.seek(0)
+    head = fh.read(FIRST_LINE_MAX)
+    end = head.find(b"\n")
+    if end < 0:
+        if len(head) < FIRST_LINE_MAX:
+            return None
+        end = len(head)
+    return hashlib.sha1(head[:end]).hexdigest()[:16]
+
+
+class Shipper:
+    """Polls the sources, writes parsed lines through the durable log write path."""
+
+    def __init__(
+        self,
+        cfg: settings.Settings,
+        sources: list[Source],
+        state_dir: Path | None = None,
+        max_lines: int = 20000,
+    ) -> None:
+        self.cfg = cfg
+        self.host = cfg.host_name
+        self.sources = sources
+        self.max_lines = max_lines
+        self.state = StateFile(state_dir or cfg.data_dir / "logship")
+        self.clock, self.files = self.state.load()
+        self.handles: dict[str, IO[bytes]] = {}
+        self.writer = log_writer(cfg, name="logship", durable=True)
+        self.loki = LokiForwarder(cfg.loki_url) if cfg.loki_url else None
+        self._saved_at = 0.0
+
+    # -- discovery ------------------------------------------------------------------------
+    def _key(self, dev: int, ino: int, fp: str, gen: int) -> str:
+        return f"{self.host}:{dev}:{ino}:{fp}:{gen}"
+
+    def discover(self) -> None:
+        """Match the globs; start tracking new files, notice truncation and rewrites."""
+        by_inode = {(f.dev, f.ino): f for f in self.files.values()}
+        for source in self.sources:
+            for path in sorted(glob.glob(source.pattern)):
+                try:
+                    fh = open(path, "rb")  # noqa: SIM115 - kept open while tracked
+                except OSError:
+                    continue
+                st = os.fstat(fh.fileno())
+                fp = first_line_hash(fh)
+                known = by_inode.get((st.st_dev, st.st_ino))
+                if fp is None:  # no complete line yet: nothing to ship, no identity
+                    fh.close()
+                    continue
+                if known and known.fp == fp and st.st_size >= known.offset:
+                    known.path = path  # the same file (perhaps renamed into the glob)
+                    self._adopt(known.key, fh)
+                    continue
+                gen = 0
+                if known:  # same inode, shorter or different content: truncated/rewritten
+                    gen = known.gen + 1
+                    log.info("%s was truncated or rewritten; reading it from the start", path)
+                    self._forget(known.key)
+                comp = source.component or component_from_name(path)
+                key = self._key(st.st_dev, st.st_ino, fp, gen)
+                entry = FileState(key, path, st.st_dev, st.st_ino, fp, comp, gen=gen)
+                self.files[key] = entry
+                by_inode[(st.st_dev, st.st_ino)] = entry
+                self._adopt(key, fh)
+
+    def _adopt(self, key: str, fh: IO[bytes]) -> None:
+        old = self.handles.get(key)
+        if old is None:
+            self.handles[key] = fh
+        elif old is not fh:
+            fh.close()
+
+    def _forget(self, key: str) -> None:
+        self.files.pop(key, None)
+        fh = self.handles.pop(key, None)
+        if fh is not None:
+            fh.close()
+
+    def reopen_rotated(self) -> None:
+        """After a restart, find files renamed away while we were down, by inode and hash."""
+        for entry in list(self.files.values()):
+            if entry.key in self.handles:
+                continue
+            for candidate in _siblings(entry.path):
+                try:
+                    fh = open(candidate, "rb")  # noqa: SIM115 - kept open while tracked
+                except OSError:
+                    continue
+                st = os.fstat(fh.fileno())
+                if (st.st_dev, st.st_ino) == (entry.dev, entry.ino) and first_line_hash(
+                    fh
+                ) == entry.fp:
+                    entry.path = candidate
+                    self.handles[entry.key] = fh
+                    break
+                fh.close()
+
+    # -- reading --------------------------------------------------------------------------
+    def read_new(self) -> tuple[list[tuple[Any, ...]], dict[str, tuple[int, float | None]]]:
+        """New complete lines of every tracked file, as rows, plus each file's next offset."""
+        rows: list[tuple[Any, ...]] = []
+        progress: dict[str, tuple[int, float | None]] = {}
+        for key, entry in self.files.items():
+            fh = self.handles.get(key)
+            if fh is None or len(rows) >= self.max_lines:
+                continue
+            fh.seek(entry.offset)
+            chunk = fh.read(READ_BYTES)
+            end = chunk.rfind(b"\n") + 1
+            if end == 0 and len(chunk) == READ_BYTES:
+                end = len(chunk)  # one giant line: ship it cut rather than stall forever
+            if end == 0:
+                continue
+            offset, last = entry.offset, entry.last_time
+            pos = 0
+            while pos < end and len(rows) < self.max_lines:
+                nl = chunk.find(b"\n", pos, end)
+                stop = end if nl < 0 else nl + 1
+                raw = chunk[pos:stop].rstrip(b"\r\n")
+                if raw.strip():
+                    row, last = self._row(entry, offset + pos, raw, last)
+                    rows.append(row)
+                pos = stop
+            progress[key] = (offset + pos, last)
+        return rows, progress
+
+    def _row(
+        self, entry: FileState, seq: int, raw: bytes, last: float | None
+    ) -> tuple[tuple[Any, ...], float | None]:
+        parsed = parse_line(raw.decode("utf-8", errors="replace"))
+        if parsed.time is not None:
+            when = parsed.time
+            last = max(last or 0.0, when.timestamp())
+        else:  # continuation or timestamp-less line: deterministic, from the saved state
+            when = datetime.fromtimestamp(max(last or 0.0, self.clock), UTC)
+        labels = parsed.labels
+        host = str(labels.pop("host", None) or self.host)
+        component = str(labels.pop("component", None) or entry.component)
+        labels["file"] = entry.path
+        row = (when, host, component, parsed.level, parsed.message, labels, entry.key, seq)
+        return row, last
+
+    # -- one cycle ------------------------------------------------------------------------
+    def cycle(self) -> int:
+        """Discover, read, write durably, then save offsets; returns the lines shipped."""
+        self.discover()
+        rows, progress = self.read_new()
+        now = time.time()
+        if rows:
+            self.writer.write_many(rows)  # durable: on disk before we move the offsets
+        for key, (offset, last) in progress.items():
+            entry = self.files[key]
+            if offset > entry.offset:
+                entry.grown_at = now
+            entry.offset, entry.last_time = offset, last
+        self._drop_finished(now)
+        if rows or progress or now - self._saved_at >= IDLE_CHECKPOINT_S:
+            self.clock = now
+            self.state.save(self.clock, self.files)
+            self._saved_at = now
+        if rows and self.loki is not None:
+            self.loki.submit(rows)
+        return len(rows)
+
+    def _drop_finished(self, now: float) -> None:
+        """Stop tracking rotated-away files once read to the end and quiet for a while."""
+        current = {p for s in self.sources for p in glob.glob(s.pattern)}
+        for key, entry in list(self.files.items()):
+            fh = self.handles.get(key)
+            if entry.path in current and fh is not None and _same_file(fh, entry.path):
+                continue
+            size = os.fstat(fh.fileno()).st_size if fh is not None else entry.offset
+            if entry.offset >= size and now - entry.grown_at >= ROTATED_GRACE_S:
+                self._forget(key)
+
+    def run(self, poll: float, once: bool = False) -> None:
+        """Ship until SIGTERM/SIGINT (or, with ``once``, until the files are read)."""
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        self.reopen_rotated()
+        try:
+            while not stop.is_set():
+                shipped = self.cycle()
+                if once and shipped == 0:
+                    break
+                if shipped < self.max_lines:
+                    stop.wait(poll)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.writer.close(timeout=30)
+        if self.loki is not None:
+            self.loki.close()
+        for fh in self.handles.values():
+            fh.close()
+        self.handles.clear()
+
+
+def _siblings(path: str) -> list[str]:
+    directory = os.path.dirname(path) or "."
+    try:
+        return [e.path for e in os.scandir(directory) if e.is_file(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def _same_file(fh: IO[bytes], path: str) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    own = os.fstat(fh.fileno())
+    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+
+class LokiForwarder:
+    """Pushes shipped rows to Loki from a background thread; Loki is a copy, not the store."""
+
+    def __init__(self, url: str, max_batches: int = 100) -> None:
+        self.client = LokiClient(url)
+        self.queue: queue.Queue[list[tuple[Any, ...]] | None] = queue.Queue(max_batches)
+        self.dropped = 0
+        self.thread = threading.Thread(target=self._run, name="loki-push", daemon=True)
+        self.thread.start()
+
+    def submit(self, rows: list[tuple[Any, ...]]) -> None:
+        try:
+            self.queue.put_nowait(rows)
+        except queue.Full:
+            self.dropped += len(rows)
+            log.warning("Loki push queue full: %d lines not sent to Loki", self.dropped)
+
+    def _run(self) -> None:
+        while (rows := self.queue.get()) is not None:
+            entries = [
+                Entry({"host": r[1], "component": r[2], "level": r[3]}, to_ns(r[0]), r[4])
+                for r in rows
+            ]
+            try:
+                self.client.push(entries)
+            except PortalError as exc:
+                self.dropped += len(entries)
+                log.warning("%s; %d lines not sent to Loki", exc, len(entries))
+
+    def close(self, timeout: float = 30.0) -> None:
+        with contextlib.suppress(queue.Full):
+            self.queue.put(None, timeout=timeout)
+        self.thread.join(timeout)
+        self.client.close()
+
+
+@click.command("logs")
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="GLOB[=COMPONENT]",
+    help="Files to tail (repeatable); default PORTAL_LOG_SOURCES, else <data_dir>/log/*.log.",
+)
+@click.option("--poll", type=float, default=0.5, show_default=True, help="Seconds between scans.")
+@click.option("--once", is_flag=True, help="Ship what the files hold now, then exit.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where read offsets are kept (default <data_dir>/logship).",
+)
+def command(sources: tuple[str, ...], poll: float, once: bool, state_dir: Path | None) -> None:
+    """Tail log files into the log store (and Loki when PORTAL_LOKI_URL is set)."""
+    cfg = settings.get()
+    if sources:
+        parsed = parse_sources(sources, cfg.data_dir)
+    else:
+        parsed = parse_sources(cfg.log_sources, cfg.data_dir, "PORTAL_LOG_SOURCES")
+    shipper = Shipper(cfg, parsed, state_dir)
+    log.info("shipping %s", ", ".join(s.pattern for s in parsed))
+    shipper.run(poll, once=once)

@@ -1,0 +1,161 @@
+"""``portal logs``: every matching line, oldest first, as plain text or JSON lines.
+
+Output is streamed (no cap, bounded memory) and written in large chunks; a closed pipe
+(``| head``) ends the command quietly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import TextIO
+
+import click
+
+from portal import settings
+from portal.errors import PortalError
+from portal.logs import query as lq
+from portal.logs.format import FORMATS, Record, formatter
+from portal.logs.selector import parse as parse_selector
+
+CHUNK_LINES = 2000
+
+
+def build_query(
+    selector: str | None,
+    hosts: Iterable[str],
+    components: Iterable[str],
+    level: str | None,
+    since: str | None,
+    until: str | None,
+    grep: str | None,
+    ignore_case: bool = False,
+    limit: int | None = None,
+) -> lq.LogQuery:
+    """Turn user input (CLI options or URL parameters) into a query, or one clear error."""
+    import re
+
+    now = datetime.now(UTC)
+    if grep:
+        try:
+            re.compile(grep)
+        except re.error as exc:
+            raise PortalError(f"--grep {grep!r} is not a valid regular expression ({exc})") from (
+                None
+            )
+    if limit is not None and limit < 0:
+        raise PortalError("--limit must be 0 or more")
+    q = lq.LogQuery(
+        hosts=tuple(h for h in hosts if h),
+        components=tuple(c for c in components if c),
+        min_level=lq.parse_level(level) if level else None,
+        since=lq.parse_when(since, now) if since else None,
+        until=lq.parse_when(until, now, "--until") if until else None,
+        grep=grep or None,
+        ignore_case=ignore_case,
+        selector=parse_selector(selector) if selector else None,
+        limit=limit,
+    )
+    if q.since and q.until and q.since >= q.until:
+        raise PortalError("--since must be before --until")
+    return q
+
+
+def records(cfg: settings.Settings, q: lq.LogQuery, source: str, follow: bool) -> Iterator[Record]:
+    """Records from PostgreSQL (default) or Loki, in the same shape."""
+    if source == "loki":
+        from portal.logs.loki import records as loki_records
+
+        return loki_records(cfg.loki_url, q)
+    if follow:
+        return lq.follow(cfg.database_url, q)
+    return lq.stream(cfg.database_url, q)
+
+
+def write_lines(lines: Iterator[str], out: TextIO | None = None) -> int:
+    """Write in chunks; returns the count. A closed pipe stops quietly, like ``cat``."""
+    stream = out or sys.stdout
+    count = 0
+    chunk: list[str] = []
+    try:
+        for line in lines:
+            chunk.append(line)
+            if len(chunk) >= CHUNK_LINES:
+                stream.write("".join(chunk))
+                count += len(chunk)
+                chunk.clear()
+                if not stream.isatty():
+                    continue
+                stream.flush()
+        stream.write("".join(chunk))
+        stream.flush()
+        return count + len(chunk)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+        return count
+
+
+def write_following(lines: Iterator[str]) -> None:
+    """Live tail: every line is flushed as soon as it is known."""
+    try:
+        for line in lines:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+@click.command("logs")
+@click.argument("selector", required=False)
+@click.option("--host", "hosts", multiple=True, help="Host name or glob (cn0*); repeatable.")
+@click.option("--component", "components", multiple=True, help="Component or glob; repeatable.")
+@click.option("--level", help="Minimum level: DEBUG, INFO, WARNING, ERROR, CRITICAL.")
+@click.option("--since", help="Start: 30m, 2h, 3d, 1w ago, or an ISO time.")
+@click.option("--until", help="End (exclusive): same forms as --since.")
+@click.option("--grep", help="Regular expression the message must match (PostgreSQL syntax).")
+@click.option("-i", "--ignore-case", is_flag=True, help="Make --grep case-insensitive.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (live tail).")
+@click.option("--limit", type=int, default=None, help="At most this many lines (default: all).")
+@click.option(
+    "--source",
+    type=click.Choice(["db", "loki"]),
+    default="db",
+    show_default=True,
+    help="Query the PostgreSQL log store or Loki (PORTAL_LOKI_URL).",
+)
+def logs(
+    selector: str | None,
+    hosts: tuple[str, ...],
+    components: tuple[str, ...],
+    level: str | None,
+    since: str | None,
+    until: str | None,
+    grep: str | None,
+    ignore_case: bool,
+    fmt: str,
+    follow: bool,
+    limit: int | None,
+    source: str,
+) -> None:
+    """Print stored log lines, oldest first: `<time> <host> <component> <LEVEL> <message>`.
+
+    SELECTOR is optional LogQL-style, e.g. '{host="cn07",component=~"l1.*"} |= "dropped"'.
+    """
+    cfg = settings.get()
+    q = build_query(selector, hosts, components, level, since, until, grep, ignore_case, limit)
+    if follow and source == "loki":
+        raise PortalError("--follow works with the PostgreSQL store only (--source db)")
+    if source == "loki" and q.since is None:
+        q = replace(q, since=datetime.now(UTC) - timedelta(days=cfg.logs_retention_days))
+    fmt_line = formatter(fmt)
+    lines = (fmt_line(rec) for rec in records(cfg, q, source, follow))
+    if follow:
+        write_following(lines)
+    else:
+        write_lines(lines)

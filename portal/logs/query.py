@@ -1,0 +1,196 @@
+"""Log queries on PostgreSQL: filters -> one SQL statement, streamed from a server-side cursor.
+
+Rows come ``itersize`` at a time from a named cursor, so a query matching millions of lines
+runs in bounded memory and has no result cap. ``follow`` re-polls a sliding window for live
+tail, remembering what it printed so nothing is shown twice.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from psycopg import sql
+
+from portal.db.engine import connect_raw
+from portal.errors import PortalError
+from portal.logs.format import Record
+from portal.logs.selector import Selector
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LEVEL_ALIASES = {"WARN": "WARNING", "ERR": "ERROR", "FATAL": "CRITICAL", "CRIT": "CRITICAL"}
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)$")
+_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+_COLUMNS = {"host", "component", "level"}
+TS_SQL = """to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """Everything ``portal logs`` and ``/api/logs`` can filter on; empty means no filter."""
+
+    hosts: tuple[str, ...] = ()
+    components: tuple[str, ...] = ()
+    min_level: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    grep: str | None = None
+    ignore_case: bool = False
+    selector: Selector | None = None
+    limit: int | None = None
+
+
+def parse_level(raw: str) -> str:
+    """A minimum level name (case-insensitive, ``warn`` accepted) or a clear error."""
+    name = raw.strip().upper()
+    name = _LEVEL_ALIASES.get(name, name)
+    if name not in LEVELS:
+        raise PortalError(f"unknown level {raw!r}: use one of {', '.join(LEVELS)}")
+    return name
+
+
+def parse_when(raw: str, now: datetime | None = None, what: str = "--since") -> datetime:
+    """``2h``/``3d``/``30m``/``1w`` ago, ``now``, or an ISO-8601 time (UTC when no zone)."""
+    now = now or datetime.now(UTC)
+    text = raw.strip()
+    if text.lower() == "now":
+        return now
+    match = _DURATION.match(text.lower())
+    if match:
+        return now - timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise PortalError(
+            f"{what} {raw!r} is neither a duration (30m, 2h, 3d, 1w) nor an ISO time "
+            "(2026-12-01T06:00:00Z)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _glob(column: sql.Composable, pattern: str) -> tuple[sql.Composable, list[Any]]:
+    """``*``/``?`` globs as LIKE (index-friendly); no wildcard means equality."""
+    if not any(ch in pattern for ch in "*?"):
+        return sql.SQL("{} = %s").format(column), [pattern]
+    like = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    like = like.replace("*", "%").replace("?", "_")
+    return sql.SQL("{} LIKE %s").format(column), [like]
+
+
+def _any_of(parts: list[tuple[sql.Composable, list[Any]]]) -> tuple[sql.Composable, list[Any]]:
+    clause = sql.SQL(" OR ").join(p[0] for p in parts)
+    return sql.SQL("({})").format(clause), [v for p in parts for v in p[1]]
+
+
+def _label(name: str) -> sql.Composable:
+    if name in _COLUMNS:
+        return sql.Identifier(name)
+    return sql.SQL("(labels->>{})").format(sql.Literal(name))
+
+
+def where(q: LogQuery) -> tuple[sql.Composable, list[Any]]:
+    """The WHERE clause and its parameters for ``q``."""
+    conds: list[tuple[sql.Composable, list[Any]]] = []
+    if q.hosts:
+        conds.append(_any_of([_glob(sql.Identifier("host"), h) for h in q.hosts]))
+    if q.components:
+        conds.append(_any_of([_glob(sql.Identifier("component"), c) for c in q.components]))
+    if q.min_level and q.min_level != LEVELS[0]:
+        wanted = list(LEVELS[LEVELS.index(q.min_level) :])
+        conds.append((sql.SQL("level = ANY(%s)"), [wanted]))
+    if q.since:
+        conds.append((sql.SQL("time >= %s"), [q.since]))
+    if q.until:
+        conds.append((sql.SQL("time < %s"), [q.until]))
+    if q.grep:
+        conds.append((sql.SQL("message ~* %s" if q.ignore_case else "message ~ %s"), [q.grep]))
+    if q.selector:
+        for m in q.selector.matchers:
+            col = _label(m.label)
+            if m.op == "=":
+                conds.append((sql.SQL("{} = %s").format(col), [m.value]))
+            elif m.op == "!=":
+                conds.append((sql.SQL("{} IS DISTINCT FROM %s").format(col), [m.value]))
+            else:
+                neg = "NOT " if m.op == "!~" else ""
+                regex = sql.SQL(neg + "(coalesce({}, '') ~ %s)").format(col)
+                conds.append((regex, [f"^(?:{m.value})$"]))
+        for f in q.selector.filters:
+            line = {
+                "|=": "strpos(message, %s) > 0",
+                "!=": "strpos(message, %s) = 0",
+                "|~": "message ~ %s",
+                "!~": "message !~ %s",
+            }[f.op]
+            conds.append((sql.SQL(line), [f.value]))
+    if not conds:
+        return sql.SQL("TRUE"), []
+    return sql.SQL(" AND ").join(c[0] for c in conds), [v for c in conds for v in c[1]]
+
+
+def statement(q: LogQuery) -> tuple[sql.Composed, list[Any]]:
+    """The full SELECT, oldest first (ties in file order), with the optional limit."""
+    cond, params = where(q)
+    stmt = sql.SQL(
+        "SELECT " + TS_SQL + ", host, component, level, message, labels::text, source, seq "
+        "FROM log_lines WHERE {} ORDER BY time, source, seq"
+    ).format(cond)
+    if q.limit is not None:
+        stmt = sql.SQL("{} LIMIT {}").format(stmt, sql.Literal(q.limit))
+    return stmt, params
+
+
+def stream(url: str, q: LogQuery, itersize: int = 5000) -> Iterator[Record]:
+    """Every matching record, oldest first, fetched ``itersize`` rows at a time."""
+    stmt, params = statement(q)
+    conn = connect_raw(url, autocommit=False)
+    try:
+        with conn.cursor(name="portal_logs") as cur:
+            cur.itersize = itersize
+            cur.execute(stmt, params)
+            for row in cur:
+                yield Record._make(row)
+    finally:
+        conn.close()
+
+
+def follow(
+    url: str,
+    q: LogQuery,
+    poll: float = 1.0,
+    lag: timedelta = timedelta(seconds=60),
+    stop: Callable[[], bool] = lambda: False,
+) -> Iterator[Record]:
+    """Matching records as they arrive: history since ``q.since`` (default now), then new ones.
+
+    Lines that reach the store more than ``lag`` after their own timestamp are not shown.
+    """
+    start = q.since or datetime.now(UTC)
+    seen: dict[tuple[Any, ...], str] = {}
+    newest = start
+    while True:
+        window = replace(q, since=max(start, newest - lag), until=None, limit=None)
+        for rec in stream(url, window):
+            key = (rec.source, rec.seq, rec.ts) if rec.source else rec
+            if key in seen:
+                continue
+            seen[key] = rec.ts
+            newest = max(newest, _ts(rec.ts))
+            yield rec
+        horizon = _iso(newest - lag)
+        seen = {k: ts for k, ts in seen.items() if ts >= horizon}
+        if stop():
+            return
+        time.sleep(poll)
+
+
+def _ts(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
