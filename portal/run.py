@@ -48,38 +48,38 @@ def components(cfg: Settings) -> list[Component]:
 
 
 def _available(comp: Component) -> bool:
-    """Only start subcommands that exist in this version of the CLI."""
-    from portal.cli import cli
+    """Only start subcommands whose module exists (checked without importing it)."""
+    import importlib.util
 
-    ctx = click.Context(cli)
-    cmd: click.Command | None = cli
-    for word in comp.argv[len(PORTAL) :]:
-        if not isinstance(cmd, click.Group):
-            break
-        cmd = cmd.get_command(ctx, word)
-        if cmd is None:
-            return False
-    return True
+    from portal.cli import COLLECTORS, LAZY_COMMANDS
+
+    words = comp.argv[len(PORTAL) :]
+    target = COLLECTORS.get(words[1]) if words[0] == "collect" else LAZY_COMMANDS.get(words[0])
+    if target is None:
+        return True  # a built-in command
+    return importlib.util.find_spec(target.partition(":")[0]) is not None
 
 
 def main(cfg: Settings, demo: bool = True) -> None:
     say = lambda m: click.echo(f"[portal run] {m}", err=True)  # noqa: E731
-    manager.up(cfg, on_progress=say)
-    migrate.upgrade(cfg.database_url)
-    retention = {t: getattr(cfg, f) for t, f in TIMESERIES.items()}
-    migrate.maintain(cfg.database_url, retention, cfg.partition_premake_days)
-    comps = [c for c in components(cfg) if (demo or not c.demo_only) and _available(c)]
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
 
+    # first thing: a Ctrl-C during start-up must still end in a clean stop
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    click.echo(manager.describe(manager.status(cfg)))
-    say(f"portal: {cfg.web_url}  (Ctrl-C stops everything)")
+    comps: list[Component] = []
     try:
+        manager.up(cfg, on_progress=say)
+        migrate.upgrade(cfg.database_url)
+        retention = {t: getattr(cfg, f) for t, f in TIMESERIES.items()}
+        migrate.maintain(cfg.database_url, retention, cfg.partition_premake_days)
+        comps = [c for c in components(cfg) if (demo or not c.demo_only) and _available(c)]
+        click.echo(manager.describe(manager.status(cfg)))
+        say(f"portal: {cfg.web_url}  (Ctrl-C stops everything)")
         while not stopping:
             now = time.monotonic()
             for comp in comps:

@@ -116,9 +116,10 @@ def find_binary(service: Service) -> str:
 def _command(service: Service, cfg: Settings, binary: str) -> list[str]:
     listen = configs.hostport(service.url(cfg))
     data = cfg.data_dir / service.name
+    data.mkdir(parents=True, exist_ok=True)
     if service is PROMETHEUS:
-        conf = configs.write(data / "prometheus.yml", configs.prometheus_config(cfg))
-        configs.targets_dir(cfg).mkdir(parents=True, exist_ok=True)
+        configs.refresh(cfg)
+        conf = configs.prometheus_path(cfg)
         return [
             binary,
             f"--config.file={conf}",
@@ -130,7 +131,8 @@ def _command(service: Service, cfg: Settings, binary: str) -> list[str]:
     if service is PUSHGATEWAY:
         return [binary, f"--web.listen-address={listen}"]
     if service is ALERTMANAGER:
-        conf = configs.write(data / "alertmanager.yml", configs.alertmanager_config(cfg))
+        configs.refresh(cfg)
+        conf = configs.alertmanager_path(cfg)
         return [
             binary,
             f"--config.file={conf}",
@@ -206,6 +208,9 @@ def _ensure(
     if current.state in ("healthy", "external"):
         if current.state == "external":
             state[service.name] = {"managed": False}
+        elif service in (PROMETHEUS, ALERTMANAGER) and configs.refresh(cfg)[service.name]:
+            reload(service, cfg)
+            say(f"{service.name}: configuration changed; reloaded")
         say(f"{service.name}: already {current.state}")
         return
     if current.state == "crashed":
@@ -257,12 +262,16 @@ def down(cfg: Settings, on_progress: Callable[[str], None] = lambda _: None) -> 
     _save_state(cfg, state)
 
 
-def reload_prometheus(cfg: Settings) -> bool:
-    """Ask Prometheus to re-read its config and rules (``--web.enable-lifecycle``)."""
+def reload(service: Service, cfg: Settings) -> bool:
+    """Ask Prometheus or Alertmanager to re-read config and rules (``POST /-/reload``)."""
     try:
-        return httpx.post(f"{cfg.prometheus_url}/-/reload", timeout=5.0).status_code == 200
+        return httpx.post(f"{service.url(cfg)}/-/reload", timeout=5.0).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def reload_prometheus(cfg: Settings) -> bool:
+    return reload(PROMETHEUS, cfg)
 
 
 def describe(statuses: list[ServiceStatus]) -> str:
