@@ -1,0 +1,1 @@
+"""The pipeline simulator: `portal demo run` (live) and `portal demo seed` (history)."""
