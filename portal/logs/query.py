@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from portal.db.engine import connect_raw
@@ -151,7 +152,11 @@ def stream(url: str, q: LogQuery, itersize: int = 5000) -> Iterator[Record]:
     try:
         with conn.cursor(name="portal_logs") as cur:
             cur.itersize = itersize
-            cur.execute(stmt, params)
+            try:
+                cur.execute(stmt, params)
+            except psycopg.errors.DataError as exc:  # e.g. a regex PostgreSQL cannot compile
+                problem = str(exc).strip().splitlines()[0]
+                raise PortalError(f"the log store rejected the query: {problem}") from None
             for row in cur:
                 yield Record._make(row)
     finally:
@@ -165,11 +170,10 @@ def follow(
     lag: timedelta = timedelta(seconds=60),
     stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[Record]:
-    """Matching records as they arrive: history since ``q.since`` (default now), then new ones.
-
-    Lines that reach the store more than ``lag`` after their own timestamp are not shown.
+    """Matching records as they arrive: history since ``q.since`` (default: the last ``lag``),
+    then new ones. Lines that reach the store more than ``lag`` after their own time are missed.
     """
-    start = q.since or datetime.now(UTC)
+    start = q.since or datetime.now(UTC) - lag
     seen: dict[tuple[Any, ...], str] = {}
     newest = start
     while True:
@@ -194,3 +198,42 @@ def _ts(text: str) -> datetime:
 
 def _iso(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def query_frame(
+    host: str | None = None,
+    component: str | None = None,
+    level: str | None = None,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    grep: str | None = None,
+    selector: str | None = None,
+    limit: int | None = 1000,
+    database_url: str | None = None,
+) -> Any:
+    """Matching lines as a pandas DataFrame, for quicklook plugins (``portal.quicklook.logs``)."""
+    import pandas as pd
+
+    from portal import settings
+    from portal.logs.selector import parse as parse_selector
+
+    def when(value: datetime | str | None, what: str) -> datetime | None:
+        if value is None or isinstance(value, datetime):
+            return value
+        return parse_when(value, what=what)
+
+    q = LogQuery(
+        hosts=(host,) if host else (),
+        components=(component,) if component else (),
+        min_level=parse_level(level) if level else None,
+        since=when(since, "since"),
+        until=when(until, "until"),
+        grep=grep or None,
+        selector=parse_selector(selector) if selector else None,
+        limit=limit,
+    )
+    url = database_url or settings.get().database_url
+    recs = list(stream(url, q))
+    frame = pd.DataFrame(recs, columns=list(Record._fields))
+    frame["time"] = pd.to_datetime(frame["ts"], utc=True)
+    return frame[["time", "host", "component", "level", "message", "labels"]]

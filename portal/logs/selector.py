@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 
 from portal.errors import PortalError
@@ -127,7 +128,9 @@ class _Parser:
 
 def _check_regex(p: _Parser, value: str, at: int) -> None:
     try:
-        re.compile(value)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            re.compile(value)
     except re.error as exc:
         raise p.fail(f"invalid regular expression ({exc.msg})", at) from None
 

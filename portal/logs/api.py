@@ -1,0 +1,88 @@
+"""``GET /api/logs``: the CLI's filters over HTTP, streamed as text or JSON lines.
+
+Bad input is a 400 with one line of text; an unreachable store is a 503. The first record is
+fetched before the response starts, so those errors never arrive halfway through a body.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import flask
+from werkzeug.datastructures import MultiDict
+
+from portal import settings
+from portal.errors import BackendUnavailable, DatabaseUnavailable, PortalError
+from portal.logs.cli import build_query
+from portal.logs.format import FORMATS, Record, formatter
+
+blueprint = flask.Blueprint("logs_api", __name__)
+
+CHUNK = 1000
+MIMETYPES = {"text": "text/plain; charset=utf-8", "jsonl": "application/x-ndjson"}
+
+
+def _error(status: int, message: str) -> flask.Response:
+    return flask.Response(f"error: {message}\n", status=status, mimetype="text/plain")
+
+
+def _int(raw: str | None, name: str) -> int | None:
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise PortalError(f"{name}={raw!r} is not a whole number") from None
+
+
+def _chunks(first: Record, rest: Iterator[Record], fmt: str) -> Iterator[str]:
+    line = formatter(fmt)
+    batch = [line(first)]
+    for rec in rest:
+        batch.append(line(rec))
+        if len(batch) >= CHUNK:
+            yield "".join(batch)
+            batch.clear()
+    yield "".join(batch)
+
+
+def _filename(args: MultiDict[str, str]) -> str:
+    parts = [p for p in (args.get("host"), args.get("component")) if p]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts)) or "logs"
+    return f"{stem}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.log"
+
+
+@blueprint.get("/api/logs")
+def get_logs() -> flask.Response:
+    """Filters: host, component (repeatable, globs), level, since, until, grep, query, limit."""
+    args = flask.request.args
+    fmt = args.get("format", "text")
+    try:
+        if fmt not in FORMATS:
+            raise PortalError(f"format={fmt!r} is not one of {', '.join(FORMATS)}")
+        q = build_query(
+            args.get("query") or None,
+            args.getlist("host"),
+            args.getlist("component"),
+            args.get("level") or None,
+            args.get("since") or None,
+            args.get("until") or None,
+            args.get("grep") or None,
+            args.get("i", "") in ("1", "true", "yes"),
+            _int(args.get("limit"), "limit"),
+        )
+        from portal.logs.query import stream
+
+        records = stream(settings.get().database_url, q)
+        first = next(records, None)
+    except (DatabaseUnavailable, BackendUnavailable) as exc:
+        return _error(503, str(exc))
+    except PortalError as exc:
+        return _error(400, str(exc))
+    body: Iterator[str] = iter(()) if first is None else _chunks(first, records, fmt)
+    resp = flask.Response(flask.stream_with_context(body), mimetype=MIMETYPES[fmt])
+    if args.get("download", "") in ("1", "true", "yes"):
+        resp.headers["Content-Disposition"] = f'attachment; filename="{_filename(args)}"'
+    return resp
