@@ -1,0 +1,1 @@
+"""Grafana as code: dashboard sources -> provisioning JSON/YAML, and the panel-query harness."""

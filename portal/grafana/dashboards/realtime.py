@@ -1,0 +1,93 @@
+"""Real-time pipeline: L1 data rate per beam and host, packet loss, DM adjustments, lag."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
+
+from portal.grafana.kit import Sql, dashboard, prom, prom_variable, table, timeseries
+
+SEL = 'host=~"$host", beam=~"$beam"'
+BY = "sum by (host, beam)"
+
+
+def build() -> Dashboard:
+    return (
+        dashboard("obs-realtime", "Real-time pipeline", "L1 beams: data rate, loss, DM, lag.")
+        .with_variable(prom_variable("host", "host", "obs_l1_received_bytes_total", multi=True))
+        .with_variable(prom_variable("beam", "beam", "obs_l1_received_bytes_total", multi=True))
+        .with_row(Row("Data flow"))
+        .with_panel(
+            timeseries(
+                "L1 data rate per beam and host",
+                "bps",
+                prom(
+                    f"{BY} (rate(obs_l1_received_bytes_total{{{SEL}}}[$__rate_interval])) * 8",
+                    "{{host}} beam {{beam}}",
+                ),
+            )
+        )
+        .with_panel(
+            timeseries(
+                "Packet loss",
+                "percentunit",
+                prom(
+                    f"{BY} (rate(obs_l1_packets_lost_total{{{SEL}}}[$__rate_interval])) / ("
+                    f"{BY} (rate(obs_l1_packets_received_total{{{SEL}}}[$__rate_interval])) + "
+                    f"{BY} (rate(obs_l1_packets_lost_total{{{SEL}}}[$__rate_interval])))",
+                    "{{host}} beam {{beam}}",
+                ),
+            )
+        )
+        .with_panel(
+            timeseries(
+                "Lag behind real time",
+                "s",
+                prom(
+                    f"max by (host, beam) (obs_l1_lag_seconds{{{SEL}}})", "{{host}} beam {{beam}}"
+                ),
+            )
+        )
+        .with_panel(
+            timeseries(
+                "RFI masked",
+                "percentunit",
+                prom(f"max by (beam) (obs_l1_rfi_masked_ratio{{{SEL}}})", "beam {{beam}}"),
+            )
+        )
+        .with_row(Row("Beam adjustments and pointings"))
+        .with_panel(
+            timeseries(
+                "DM adjustments per hour",
+                "none",
+                prom(
+                    "sum by (beam) "
+                    f"(rate(obs_l1_dm_adjustments_total{{{SEL}}}[$__rate_interval])) * 3600",
+                    "beam {{beam}}",
+                ),
+            )
+        )
+        .with_panel(
+            timeseries(
+                "DM adjustment events (database)",
+                "none",
+                Sql(
+                    """SELECT $__timeGroupAlias(time, $__interval), 'beam ' || beam AS metric,
+                    count(*) AS value FROM beam_events
+                    WHERE kind = 'dm_adjust' AND $__timeFilter(time)
+                    GROUP BY 1, 2 ORDER BY 1"""
+                ),
+            )
+        )
+        .with_panel(
+            table(
+                "Latest pointings",
+                Sql(
+                    """SELECT time, beam, ra_deg, dec_deg, duration_s, rfi_fraction,
+                    data_bytes, max_dm, n_candidates FROM pointings
+                    WHERE $__timeFilter(time) ORDER BY time DESC LIMIT 100""",
+                    "table",
+                ),
+                span=24,
+            )
+        )
+    )

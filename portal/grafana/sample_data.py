@@ -1,0 +1,250 @@
+"""Backends loaded with simulator history, for the panel-query harness (tests and bench).
+
+Pipeline series and rows come from the real simulator (``portal.demo``); the simulator has no
+host collector or write path, so their series (same names, docs/metrics.md) are synthesised
+here. Prometheus cannot ingest old samples by scraping, so history is written as OpenMetrics
+and turned into TSDB blocks with ``promtool tsdb create-blocks-from openmetrics``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import tempfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from portal.db.engine import connect_raw, get_engine
+from portal.db.timeseries import ensure_partitions
+from portal.db.writer import copy_rows
+from portal.demo import model
+from portal.demo import seed as demo_seed
+from portal.errors import PortalError
+from portal.settings import Settings
+from portal.stack import process
+
+Labels = tuple[tuple[str, str], ...]
+PER_BEAM_POINTINGS = 162  # the real telescope: 165,537 a day over 1,024 beams
+
+
+def hosts() -> list[model.SimHost]:
+    """A small cluster: head, two compute nodes with two beams each, storage, batch."""
+    return model.layout(compute_nodes=2, beams_per_node=2, storage_nodes=1)
+
+
+def _host_series(host: model.SimHost, t: float) -> Iterator[tuple[str, Labels, float]]:
+    """Host-collector and write-path series of one host at time ``t`` (smooth, deterministic)."""
+    phase = (zlib.crc32(host.name.encode()) % 97) / 97 * math.tau
+    day = math.sin(t / 86400 * math.tau + phase)
+    base = (("host", host.name), ("job", "collectors"), ("instance", f"{host.name}:9105"))
+    yield "up", base, 1.0
+    for cpu in ("total", "0", "1"):
+        yield "obs_host_cpu_usage_ratio", (*base, ("cpu", cpu)), 0.45 + 0.3 * day
+    for i, name in enumerate(("obs_host_load1", "obs_host_load5", "obs_host_load15")):
+        yield name, base, 2.0 + day - 0.1 * i
+    yield "obs_host_memory_total_bytes", base, 256e9
+    yield "obs_host_memory_used_bytes", base, 128e9 + 40e9 * day
+    yield "obs_host_swap_total_bytes", base, 8e9
+    yield "obs_host_swap_used_bytes", base, 1e8
+    for mount, size in (("/", 500e9), ("/scratch", 4e12)):
+        labels = (*base, ("mount", mount))
+        yield "obs_host_filesystem_size_bytes", labels, size
+        yield "obs_host_filesystem_used_bytes", labels, size * (0.4 + 0.2 * (t % 864000) / 864000)
+    yield "obs_host_disk_read_bytes_total", (*base, ("device", "sda")), 50e6 * t
+    yield "obs_host_disk_written_bytes_total", (*base, ("device", "sda")), 80e6 * t
+    yield "obs_host_network_received_bytes_total", (*base, ("interface", "eth0")), 400e6 * t
+    yield "obs_host_network_sent_bytes_total", (*base, ("interface", "eth0")), 20e6 * t
+    yield "obs_host_temperature_celsius", (*base, ("sensor", "cpu0")), 55 + 10 * day
+    comp = (*base, ("component", host.component))
+    yield "obs_process_cpu_seconds_total", comp, 0.8 * t
+    yield "obs_process_resident_memory_bytes", comp, 2e9 + 5e8 * day
+    yield "obs_process_threads", comp, 24.0
+    yield "obs_process_up", comp, 1.0
+    writer = (*base, ("writer", "collector"))
+    for outcome, per_s in (("written", 40.0), ("spooled", 0.0), ("rejected", 0.0)):
+        yield "portal_write_rows_total", (*writer, ("outcome", outcome)), per_s * t
+    yield "portal_spool_bytes", writer, 0.0
+    yield "portal_spool_oldest_age_seconds", writer, 0.0
+    yield "portal_write_queue_rows", writer, 12.0 + 10 * day
+    yield "portal_write_last_success_timestamp_seconds", writer, t - 1.0
+
+
+def _series(sim: model.Sim, t: float, jobs: dict[str, tuple[float, float]]):
+    for h in sim.hosts:
+        yield from _host_series(h, t)
+    for (host, comp, name, labels), value in sim.values.items():
+        yield name, (("host", host), ("component", comp), *labels), value
+    for job, (finished, duration) in jobs.items():  # pushed: the Pushgateway keeps them
+        labels = (("host", "batch01"), ("job", job))
+        yield "obs_batch_last_success_timestamp_seconds", labels, finished
+        yield "obs_batch_duration_seconds", labels, duration
+
+
+def _openmetrics(samples: dict[str, dict[Labels, list[str]]]) -> str:
+    lines = []
+    for name, series in samples.items():
+        lines.append(f"# TYPE {name} gauge")
+        for labels, points in series.items():
+            text = ",".join(f'{k}="{v}"' for k, v in sorted(labels))
+            lines.extend(f"{name}{{{text}}} {p}" for p in points)
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class PromHistory:
+    series: int = 0
+    samples: int = 0
+
+
+def backfill_prometheus(
+    tsdb: Path, start: datetime, end: datetime, step_s: float, warmup: timedelta
+) -> PromHistory:
+    """Simulate ``start``..``end`` every ``step_s`` into TSDB blocks under ``tsdb`` (one
+    promtool run per UTC day keeps memory flat)."""
+    promtool = shutil.which("promtool")
+    if not promtool:
+        raise PortalError("promtool not found; install the Debian package prometheus")
+    sim = model.Sim(start - warmup, hosts(), PER_BEAM_POINTINGS * 4, seed=7)
+    jobs: dict[str, tuple[float, float]] = {}
+    while sim.now < start:  # warm-up at a coarse step: backlog and pushed jobs exist at start
+        _record_jobs(sim, min(600.0, (start - sim.now).total_seconds()), jobs)
+    history = PromHistory()
+    tsdb.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="obs-openmetrics-") as tmp:
+        chunk: dict[str, dict[Labels, list[str]]] = {}
+        day = sim.now.date()
+        while sim.now <= end:
+            t = sim.now.timestamp()
+            for name, labels, value in _series(sim, t, jobs):
+                chunk.setdefault(name, {}).setdefault(labels, []).append(f"{value:.6g} {t:.3f}")
+                history.samples += 1
+            _record_jobs(sim, step_s, jobs)
+            if sim.now.date() != day or sim.now > end:
+                history.series = max(history.series, sum(len(s) for s in chunk.values()))
+                _blocks(promtool, Path(tmp) / f"{day}.om", _openmetrics(chunk), tsdb)
+                chunk, day = {}, sim.now.date()
+    return history
+
+
+def _record_jobs(sim: model.Sim, seconds: float, jobs: dict[str, tuple[float, float]]) -> None:
+    out = sim.step(seconds)
+    for job, duration in out.jobs:
+        jobs[job] = (sim.now.timestamp(), duration)
+
+
+def _blocks(promtool: str, path: Path, text: str, tsdb: Path) -> None:
+    path.write_text(text)
+    proc = subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(path), str(tsdb)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    path.unlink()
+    if proc.returncode != 0:
+        raise PortalError(f"promtool could not create blocks: {proc.stderr.strip()[-300:]}")
+
+
+def serve_prometheus(tsdb: Path, port: int, log: Path, retention_days: int = 400) -> int:
+    """A real Prometheus over the backfilled TSDB (no scrapes needed); returns its pid."""
+    conf = tsdb.parent / "prometheus.yml"
+    conf.write_text("global:\n  scrape_interval: 10s\n  evaluation_interval: 10s\n")
+    pid = process.spawn(
+        [
+            shutil.which("prometheus") or "prometheus",
+            f"--config.file={conf}",
+            f"--storage.tsdb.path={tsdb}",
+            f"--storage.tsdb.retention.time={retention_days}d",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        log,
+    )
+
+    def ready() -> bool:
+        import httpx
+
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    if not process.wait_until(ready, 120, interval=0.2):
+        process.stop(pid)
+        raise PortalError(f"Prometheus did not start: {process.tail(log)}")
+    return pid
+
+
+def seed_database(cfg: Settings, days: int, step_s: int = 300) -> int:
+    """Simulator rows (metrics, pointings, beam events, products) plus inventory, logs,
+    alert events and replicas the simulator does not write; returns rows added."""
+    layout = hosts()
+    result = demo_seed.seed(cfg, days, layout, step_s, PER_BEAM_POINTINGS * 4)
+    url = cfg.database_url
+    now = datetime.now(UTC)
+    start = now - timedelta(days=days)
+    with get_engine(url).begin() as conn:
+        ensure_partitions(conn, "log_lines", start.date(), now.date())
+    rows = result.metric_rows + result.pointings + result.beam_events + result.products
+    with connect_raw(url) as pg, pg.transaction():
+        for h in layout:
+            pg.execute(
+                "INSERT INTO hosts (name, role, address) VALUES (%s, %s, '127.0.0.1') "
+                "ON CONFLICT (name) DO NOTHING",
+                (h.name, h.role),
+            )
+            pg.execute(
+                "INSERT INTO components (name, host, kind) VALUES (%s, %s, %s) "
+                "ON CONFLICT (host, name) DO NOTHING",
+                (h.component, h.name, h.kind),
+            )
+        logs = list(_log_rows(layout, start, now))
+        copy_rows(pg, "log_lines", _LOG_COLUMNS, logs, dedupe=True)
+        rows += len(logs)
+        for i, status in enumerate(("firing", "resolved", "firing")):
+            payload = {
+                "status": status,
+                "alertname": "RealtimeLagging",
+                "labels": {"alertname": "RealtimeLagging", "host": "cn01", "beam": "1"},
+                "annotations": {"summary": "Beam 1 on cn01 lags 2m"},
+                "startsAt": (now - timedelta(minutes=30 - i)).isoformat(),
+                "fingerprint": f"sample{i // 2}",
+            }
+            pg.execute(
+                "INSERT INTO events (topic, source, payload) VALUES ('alert', 'sample', %s)",
+                (json.dumps(payload),),
+            )
+        pg.execute(
+            "INSERT INTO replicas (product_id, site, path, state, size_bytes, attempts, "
+            "requested_at) SELECT id, 'archive', 'archive:' || path, "
+            "CASE WHEN id % 7 = 0 THEN 'pending' ELSE 'verified' END, size_bytes, 1, now() "
+            "FROM data_products WHERE NOT EXISTS "
+            "(SELECT 1 FROM replicas r WHERE r.product_id = data_products.id)"
+        )
+    return rows + 3
+
+
+_LOG_COLUMNS = ("time", "host", "component", "level", "message", "labels", "source", "seq")
+_MESSAGES = (
+    ("INFO", "pointing recorded"),
+    ("INFO", "stack written"),
+    ("WARNING", "RFI fraction above 20%"),
+    ("ERROR", "packet burst lost on eth0"),
+    ("DEBUG", "buffer level nominal"),
+)
+
+
+def _log_rows(layout: list[model.SimHost], start: datetime, end: datetime) -> Iterator[tuple]:
+    """One line per host every 5 minutes; each host cycles through every level."""
+    t, seq = start.replace(second=0, microsecond=0), 0
+    while t <= end:
+        for i, h in enumerate(layout):
+            level, message = _MESSAGES[(seq // len(layout) + i) % len(_MESSAGES)]
+            yield (t, h.name, h.component, level, message, "{}", f"sample:{h.name}", seq)
+            seq += 1
+        t += timedelta(minutes=5)
