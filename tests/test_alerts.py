@@ -126,12 +126,22 @@ def test_webhook_records_one_event_per_alert(client, database_url: str) -> None:
     assert stored[0].source == "alertmanager:portal"
 
 
+def test_webhook_accepts_grafana_contact_point_payload(client, database_url: str) -> None:
+    before = events.last_id(database_url)
+    body = {**_payload(), "version": "1", "orgId": 1, "receiver": "portal"}
+    resp = client.post("/api/alerts", json=body)
+    assert resp.status_code == 200, resp.get_json()
+    (stored,) = events.history(database_url, ["alert"], since=before)
+    assert stored.source == "grafana:portal"
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         ("not json", "not JSON"),
         ([1, 2], "must be a JSON object"),
         ({**_payload(), "version": "3"}, "version '3'"),
+        ({**_payload(), "alerts": [{**_payload()["alerts"][0], "labels": {"x": 1}}]}, "labels"),
         ({**_payload(), "alerts": "x"}, "'alerts' must be a list"),
         ({**_payload(), "alerts": [{"status": "weird"}]}, "alerts[0].status"),
     ],

@@ -1,4 +1,7 @@
-"""Validation of Alertmanager webhook payloads (version 4) into one event body per alert.
+"""Validation of webhook payloads into one event body per alert.
+
+Alertmanager sends version "4"; Grafana's webhook contact point (grafana-provisioning/alerting)
+sends the same alert shape as version "1", so both are accepted.
 
 Kept apart from Flask so the rules of what is accepted are testable and reusable (CLI replay).
 """
@@ -11,6 +14,7 @@ from portal.errors import PortalError
 
 TOPIC = "alert"
 STATUSES = ("firing", "resolved")
+VERSIONS = {"4": "alertmanager", "1": "grafana"}
 
 
 class BadPayload(PortalError):
@@ -54,14 +58,17 @@ def _alert(raw: Any, index: int) -> dict[str, Any]:
 
 
 def parse(body: Any) -> tuple[str, list[dict[str, Any]]]:
-    """``(receiver, [event payload, ...])`` or ``BadPayload`` naming the first problem."""
+    """``(sender:receiver, [event payload, ...])`` or ``BadPayload`` naming the first problem."""
     if not isinstance(body, dict):
         raise BadPayload("body must be a JSON object (an Alertmanager webhook notification)")
     version = body.get("version")
-    if version != "4":
-        raise BadPayload(f"unsupported webhook payload version {version!r} (expected '4')")
+    if version not in VERSIONS:
+        raise BadPayload(
+            f"unsupported webhook payload version {version!r} (expected '4' from Alertmanager "
+            "or '1' from Grafana)"
+        )
     alerts = body.get("alerts")
     if not isinstance(alerts, list):
         raise BadPayload("'alerts' must be a list")
     receiver = body.get("receiver") if isinstance(body.get("receiver"), str) else ""
-    return str(receiver), [_alert(a, i) for i, a in enumerate(alerts)]
+    return f"{VERSIONS[version]}:{receiver}", [_alert(a, i) for i, a in enumerate(alerts)]

@@ -1,4 +1,4 @@
-"""``POST /api/alerts``: Alertmanager's webhook receiver; one ``alert`` event per alert.
+"""``POST /api/alerts``: Alertmanager's (and Grafana's) webhook; one ``alert`` event per alert.
 
 All alerts of a notification are validated before any is stored (a bad one rejects the whole
 body with 400), and stored in one transaction, so a retried notification is never half-kept.
@@ -31,16 +31,13 @@ def receive() -> tuple[Response, int]:
     if body is None:
         return _error(400, "request body is not JSON (expected an Alertmanager webhook payload)")
     try:
-        receiver, alerts = parse(body)
+        source, alerts = parse(body)
     except BadPayload as exc:
         return _error(400, str(exc))
     url = settings.get().database_url
     try:
         with connect_raw(url) as conn, conn.transaction():
-            ids = [
-                events.publish(url, TOPIC, a, source=f"alertmanager:{receiver}", conn=conn)
-                for a in alerts
-            ]
+            ids = [events.publish(url, TOPIC, a, source=source, conn=conn) for a in alerts]
     except (PortalError, psycopg.Error) as exc:
         return _error(503, f"alerts not recorded, retry later: {exc}")
     return jsonify({"recorded": len(ids), "ids": ids}), 200
