@@ -1,0 +1,1 @@
+"""The portal web app: Flask + Dash pages under gunicorn (see README.md in this folder)."""

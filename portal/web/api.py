@@ -1,0 +1,34 @@
+"""The portal's own REST endpoints: health and the page list (used by tests and scripts)."""
+
+from __future__ import annotations
+
+import dash
+import flask
+
+from portal import settings
+from portal.web import health
+
+blueprint = flask.Blueprint("portal_api", __name__)
+
+
+@blueprint.get("/healthz")
+def healthz() -> flask.Response:
+    """Always 200 while the portal runs; the body says which backends answer."""
+    return flask.jsonify(health.check(settings.get()))
+
+
+@blueprint.get("/api/pages")
+def pages() -> flask.Response:
+    """Every registered page: section, title, path, and the load error of a broken plugin."""
+    return flask.jsonify(
+        [
+            {
+                "name": p["name"],
+                "path": p["path"],
+                "section": p.get("section", ""),
+                "file": p.get("file", ""),
+                "error": p.get("error", ""),
+            }
+            for p in dash.page_registry.values()
+        ]
+    )

@@ -1,0 +1,247 @@
+"""One page mechanism for built-in pages and quicklook plugins: one ``.py`` file = one page.
+
+A file is imported in isolation; whatever goes wrong (syntax error, exception on import or in
+``layout``) becomes an error card on that page only, and the portal log names the file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import re
+import sys
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import dash
+from dash import _callback, html
+
+from portal import quicklook as ql
+from portal.errors import PortalError
+
+log = logging.getLogger("portal.web.loader")
+
+REPO = Path(__file__).resolve().parents[2]
+BUILTIN_DIR = Path(__file__).resolve().parent / "pages"
+REPO_QUICKLOOKS = REPO / "quicklooks"
+QUICKLOOK_PREFIX = "/quicklooks/"
+#: Query parameters the shared time-range picker owns.
+RANGE_KEYS = ("range", "from", "to")
+
+
+@dataclass
+class Page:
+    """A registered page and where it came from (for the navigation and error attribution)."""
+
+    name: str
+    file: Path
+    section: str  # "builtin" | "quicklooks"
+    title: str
+    path: str
+    order: int = 100
+    template: str | None = None  # e.g. /hosts/<name>: reached by links, not the navigation
+    error: str = ""  # one line when the file could not be loaded
+    module: ModuleType | None = field(default=None, repr=False)
+
+
+def plugin_files(folders: Iterable[Path]) -> list[Path]:
+    """Every ``.py`` file (not starting with ``_``) directly in each folder, sorted by name."""
+    files: list[Path] = []
+    for folder in folders:
+        if folder.is_dir():
+            files.extend(p for p in sorted(folder.glob("*.py")) if not p.name.startswith("_"))
+    return files
+
+
+def plugin_folders(extra: Iterable[Path]) -> list[Path]:
+    return [REPO_QUICKLOOKS, *extra]
+
+
+def _slug(stem: str) -> str:
+    return re.sub(r"[^a-z0-9_-]+", "-", stem.lower()).strip("-") or "page"
+
+
+def _import(file: Path, module_name: str) -> ModuleType:
+    """Import ``file`` as a fresh module; on failure drop any callbacks it registered."""
+    n_callbacks = len(_callback.GLOBAL_CALLBACK_LIST)
+    known = set(_callback.GLOBAL_CALLBACK_MAP)
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+        clash = [
+            c["output"] for c in _callback.GLOBAL_CALLBACK_LIST[n_callbacks:] if c["output"] in known
+        ]
+        if clash:
+            raise PortalError(f"callback output {clash[0]} is already used by another page")
+    except BaseException:
+        _drop_callbacks(n_callbacks, known)
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def _drop_callbacks(n_before: int, known: set[str]) -> None:
+    for spec in _callback.GLOBAL_CALLBACK_LIST[n_before:]:
+        if spec["output"] not in known:
+            _callback.GLOBAL_CALLBACK_MAP.pop(spec["output"], None)
+    del _callback.GLOBAL_CALLBACK_LIST[n_before:]
+
+
+def _coerce(name: str, raw: Any, kind: Any) -> Any:
+    """A URL string as the type the layout annotated (int, float, bool, datetime, str)."""
+    if kind in (inspect.Parameter.empty, Any, str) or not isinstance(raw, str):
+        return raw
+    origin = typing.get_args(kind)
+    if origin and type(None) in origin:  # Optional[X] / X | None
+        kind = next(a for a in origin if a is not type(None))
+    try:
+        if kind is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind is datetime:
+            return ql._parse_time(raw)
+        if kind in (int, float):
+            return kind(raw)
+    except (ValueError, PortalError):
+        label = getattr(kind, "__name__", str(kind))
+        raise PortalError(f"URL parameter {name}={raw!r} is not a valid {label}") from None
+    return raw
+
+
+def call_layout(fn: Callable[..., Any], query: dict[str, Any]) -> Any:
+    """Call a page's ``layout`` with typed URL parameters and the shared time range."""
+    query = dict(query)
+    tr = ql.TimeRange.parse(*(query.pop(k, None) for k in RANGE_KEYS))
+    sig = inspect.signature(fn)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to raw strings
+        hints = {}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    kwargs: dict[str, Any] = {}
+    for key, raw in query.items():
+        param = sig.parameters.get(key)
+        if param is None and not takes_any:
+            continue  # unknown parameters (e.g. from an old link) are ignored
+        kwargs[key] = _coerce(key, raw, hints.get(key, inspect.Parameter.empty))
+    if "time_range" in sig.parameters or takes_any:
+        kwargs["time_range"] = tr
+    return fn(**kwargs)
+
+
+def _wrap(page: Page, fn: Callable[..., Any] | None) -> Callable[..., Any]:
+    """The layout Dash calls: heading, callback-error slot, and the page body or its failure."""
+
+    def layout(**query: Any) -> html.Div:
+        log.debug("page %s: layout(%s)", page.name, query)
+        if fn is None:
+            body: Any = ql.notice(page.error, kind="error")
+        else:
+            try:
+                body = call_layout(fn, query)
+            except PortalError as err:
+                body = ql.unavailable(err)
+            except Exception as exc:  # noqa: BLE001 - a broken page must not break the portal
+                log.error("page %s (%s): layout failed", page.name, page.file, exc_info=exc)
+                body = ql.error_card(f"{page.file.name}: layout() failed", exc)
+        return html.Div(
+            [
+                html.H2(page.title, className="portal-page-title"),
+                html.Div(id="portal-callback-error"),
+                body,
+            ],
+            className="portal-page",
+            **{"data-page": page.name},
+        )
+
+    return layout
+
+
+def _broken(page: Page, exc: BaseException) -> Callable[..., Any]:
+    card = ql.error_card(f"{page.file.name} could not be loaded", exc)
+
+    def layout(**_query: Any) -> html.Div:
+        return html.Div(
+            [html.H2(page.title, className="portal-page-title"), card],
+            className="portal-page",
+            **{"data-page": page.name},
+        )
+
+    return layout
+
+
+def load(file: Path, section: str, taken: set[str]) -> Page:
+    """Import one page file and register it with Dash pages (never raises for a bad file)."""
+    name = _slug(file.stem)
+    default_path = f"/{name}" if section == "builtin" else f"{QUICKLOOK_PREFIX}{name}"
+    module_name = f"portal_{section}_{name}".replace("-", "_")
+    page = Page(name=name, file=file, section=section, title=file.stem, path=default_path)
+    if default_path in taken:
+        exc: BaseException = PortalError(f"another page already uses {default_path}")
+        page.error = f"{file}: {exc}"
+        log.error("page %s: %s", file, exc)
+        return page  # not registered: the first file with this name keeps the path
+    template = None
+    try:
+        module = _import(file, module_name)
+        page.module = module
+        page.title = str(getattr(module, "TITLE", None) or getattr(module, "title", file.stem))
+        page.order = int(getattr(module, "ORDER", 100))
+        page.path = str(getattr(module, "PATH", default_path))
+        template = page.template = getattr(module, "PATH_TEMPLATE", None)
+        fn = getattr(module, "layout", None)
+        if not callable(fn):
+            raise PortalError(f"{file.name} defines no layout(**params) function")
+        layout = _wrap(page, fn)
+    except BaseException as exc:  # noqa: BLE001 - SyntaxError, SystemExit, ... all isolated
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        page.error = f"{file}: {type(exc).__name__}: {exc}"
+        log.error("page %s could not be loaded", file, exc_info=exc)
+        layout = _broken(page, exc)
+    taken.add(page.path)
+    dash.register_page(
+        module_name,
+        path=page.path,
+        path_template=template,
+        name=page.title,
+        title=f"{page.title} · obsportal",
+        order=page.order,
+        layout=layout,
+        section=section,
+        file=str(file),
+        error=page.error,
+    )
+    return page
+
+
+def load_all(extra_folders: Iterable[Path]) -> list[Page]:
+    """Built-in pages first (they own their paths), then every plugin file."""
+    taken: set[str] = set()
+    pages = [load(f, "builtin", taken) for f in plugin_files([BUILTIN_DIR])]
+    pages += [load(f, "quicklooks", taken) for f in plugin_files(plugin_folders(extra_folders))]
+    return pages
+
+
+def file_of(exc: BaseException, pages: Iterable[Page]) -> Path | None:
+    """The page file in ``exc``'s traceback (deepest frame wins), to name it in the log."""
+    files = {str(p.file): p.file for p in pages}
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        found = files.get(tb.tb_frame.f_code.co_filename, found)
+        tb = tb.tb_next
+    return found

@@ -1,0 +1,68 @@
+"""One host: its time series from Prometheus and from the database's metric_samples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+from dash import dcc, html
+
+from portal import quicklook as ql
+from portal.web import ui
+
+TITLE = "Host"
+PATH = "/host"
+PATH_TEMPLATE = "/hosts/<name>"
+ORDER = 1000  # reached from the hosts table, not the navigation
+
+SERIES = {
+    "CPU busy (ratio)": 'obs_host_cpu_usage_ratio{{host="{h}",cpu="total"}}',
+    "Memory used (bytes)": 'obs_host_memory_used_bytes{{host="{h}"}}',
+    "Load 1 min": 'obs_host_load1{{host="{h}"}}',
+}
+
+
+def _figure(title: str, df: Any, tr: ql.TimeRange, graph_id: str) -> dcc.Graph:
+    fig = go.Figure()
+    if not df.empty:
+        group = [c for c in ("component", "mount", "labels") if c in df]
+        for key, part in df.groupby(group[0]) if group else [(title, df)]:
+            fig.add_scatter(x=part["time"], y=part["value"], mode="lines", name=str(key))
+    fig.update_layout(
+        title=title, height=260, xaxis={"range": [tr.start, tr.end], "type": "date"},
+        margin={"l": 50, "r": 20, "t": 40, "b": 30},
+    )
+    return dcc.Graph(figure=fig, id=graph_id)
+
+
+def _prometheus(name: str, tr: ql.TimeRange) -> list[Any]:
+    return [
+        _figure(title, ql.promql(q.format(h=name), tr.start, tr.end, tr.step), tr, f"host-prom-{i}")
+        for i, (title, q) in enumerate(SERIES.items())
+    ]
+
+
+def _database(name: str, tr: ql.TimeRange) -> Any:
+    df = ql.sql(
+        "SELECT date_bin(:bucket, time, timestamp '2000-01-01') AS time, avg(value) AS value "
+        "FROM metric_samples WHERE host = :host AND name = 'obs_host_cpu_usage_ratio' "
+        "AND labels->>'cpu' = 'total' AND time >= :start AND time < :end GROUP BY 1 ORDER BY 1",
+        host=name, start=tr.start, end=tr.end, bucket=f"{int(tr.step)} seconds",
+    )
+    return _figure("CPU busy, stored samples (database)", df, tr, "host-db-cpu")
+
+
+def layout(time_range: ql.TimeRange, name: str = "", **params: Any) -> html.Div:
+    info = ql.guard(lambda: ui.table(
+        ql.sql("SELECT name, role, address, state FROM hosts WHERE name = :n", n=name),
+        "host-info", empty=f"host {name!r} is not in the inventory",
+    ))
+    return html.Div(
+        [
+            html.H3(name),
+            info,
+            html.A("Grafana", href=ui.grafana_link("obs-hosts") + f"?var-host={name}"),
+            html.Div(ql.guard(lambda: _prometheus(name, time_range))),
+            ql.guard(lambda: _database(name, time_range)),
+        ]
+    )

@@ -1,0 +1,70 @@
+"""Small building blocks the built-in pages share: tiles, tables, number formatting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+from dash import dcc, html
+
+from portal import settings
+
+
+def grafana_link(uid: str) -> str:
+    """URL of a provisioned Grafana dashboard (uids are fixed in grafana-provisioning/)."""
+    return f"{settings.get().grafana_url}/d/{uid}"
+
+
+def tile(title: str, value: Any, href: str, grafana_uid: str, tile_id: str) -> html.Div:
+    """One overview number with links to its detail page and its Grafana dashboard."""
+    return html.Div(
+        [
+            html.Div(title, className="portal-tile-title"),
+            html.Div(value, className="portal-tile-value", id=tile_id),
+            html.Div(
+                [
+                    dcc.Link("details", href=href),
+                    html.A("Grafana", href=grafana_link(grafana_uid), target="_blank"),
+                ],
+                className="portal-tile-links",
+            ),
+        ],
+        className="portal-tile",
+    )
+
+
+def human_bytes(n: float | None, per_second: bool = False) -> str:
+    if n is None or pd.isna(n):
+        return "–"
+    unit = "B/s" if per_second else "B"
+    for prefix in ("", "k", "M", "G", "T", "P"):
+        if abs(n) < 1000:
+            return f"{n:.1f} {prefix}{unit}"
+        n /= 1000
+    return f"{n:.1f} E{unit}"
+
+
+def table(
+    df: pd.DataFrame,
+    table_id: str,
+    links: dict[str, Callable[[Any], str]] | None = None,
+    empty: str = "nothing to show",
+) -> Any:
+    """A plain HTML table; ``links`` maps a column to a function giving each cell's href."""
+    if df.empty:
+        return html.P(empty, id=table_id, className="portal-empty")
+    links = links or {}
+
+    def cell(col: str, value: Any) -> Any:
+        text = "–" if value is None or (not isinstance(value, list | dict) and pd.isna(value)) else value
+        return html.Td(dcc.Link(str(text), href=links[col](value)) if col in links else str(text))
+
+    return html.Table(
+        [
+            html.Thead(html.Tr([html.Th(c) for c in df.columns])),
+            html.Tbody([html.Tr([cell(c, row[c]) for c in df.columns]) for _, row in df.iterrows()]),
+        ],
+        className="portal-table",
+        id=table_id,
+    )

@@ -1,0 +1,201 @@
+"""The real portal under gunicorn, in headless Chromium: every page, the picker, degraded mode."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from portal.settings import Settings
+from portal.stack.process import wait_until
+from portal.web.browser import Browser, PortalProcess
+from tests.conftest import REPO, free_port, shared_tmpdir
+
+pytestmark = pytest.mark.skipif(
+    not Path("/usr/bin/chromium").exists(), reason="needs Debian chromium + chromedriver"
+)
+SCREENSHOTS = REPO / "docs" / "screenshots"
+PUSHED = """\
+obs_hhat_stacks_pending{stack="daily"} 3
+obs_hhat_stacks_pending{stack="monthly"} 1
+obs_storage_used_bytes{mount="/data",product="l1"} 4e12
+obs_storage_capacity_bytes{mount="/data"} 1e13
+obs_host_cpu_usage_ratio{cpu="total"} 0.5
+obs_process_up{component="l1-beam0"} 1
+obs_l1_received_bytes_total{beam="0"} 123456789
+"""
+
+
+@pytest.fixture(scope="module")
+def pushed(stack: Settings) -> Settings:
+    """Metrics in the real Pushgateway, scraped by the real Prometheus (polled, not slept)."""
+    httpx.put(f"{stack.pushgateway_url}/metrics/job/webtest/host/cn01", content=PUSHED).raise_for_status()
+
+    def scraped() -> bool:
+        r = httpx.get(f"{stack.prometheus_url}/api/v1/query", params={"query": "obs_hhat_stacks_pending"})
+        return bool(r.json()["data"]["result"])
+
+    assert wait_until(scraped, 60, interval=0.5), "Prometheus never scraped the Pushgateway"
+    return stack
+
+
+@pytest.fixture(scope="module")
+def portal(pushed: Settings, web_sample_data: dict[str, object]) -> Iterator[PortalProcess]:
+    tmp = shared_tmpdir("portal-web-")
+    proc = PortalProcess({"PORTAL_WEB_WORKERS": "2"}, tmp / "web.log").start()
+    yield proc
+    proc.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with Browser() as b:
+        yield b
+
+
+def visit(browser: Browser, url: str) -> str:
+    browser.driver.get(url)
+    browser.wait_rendered()
+    return browser.page_text()
+
+
+def graph_title(browser: Browser, graph_id: str) -> str:
+    """The Plotly title of graph ``graph_id`` once it has drawn."""
+    script = f"return document.querySelector('#{graph_id} .js-plotly-plot').layout.title.text"
+    return str(browser.wait(lambda: browser.js(script), what=f"graph {graph_id}"))
+
+
+def test_every_page_and_quicklook_renders_without_console_errors(
+    portal: PortalProcess, browser: Browser
+) -> None:
+    pages = httpx.get(f"{portal.url}/api/pages").json()
+    paths = [p["path"] for p in pages if p["path"] != "/host"] + ["/hosts/cn01"]
+    assert {"/", "/hosts", "/components", "/events", "/quicklooks"} <= set(paths)
+    assert {p["name"] for p in pages if p["section"] == "quicklooks"} >= {
+        "Pointing density (RA/Dec)", "RFI waterfall (beam x time)",
+        "Beam data rate (10 M points)", "Hhat backlog and candidates",
+    }
+    browser.console_errors()
+    for path in paths:
+        text = visit(browser, portal.url + path)
+        cards = browser.js("return document.querySelectorAll('.portal-error-card').length")
+        assert cards == 0, f"{path} shows an error card:\n{text[:2000]}"
+        assert "unavailable" not in text, f"{path}: {text[:500]}"
+        assert browser.console_errors() == [], path
+    assert "cn01" in visit(browser, portal.url + "/hosts")
+    assert "l1-beam0" in visit(browser, portal.url + "/components")
+    assert "Hhat daily stacks" in browser.page_text()  # backlog from Prometheus
+    text = visit(browser, portal.url + "/")
+    browser.wait(lambda: browser.js("return document.getElementById('tile-backlog').innerText")
+                 == "4 stacks", what="the backlog tile from Prometheus")
+    assert "2 up / 1 down" in text
+    assert graph_title(browser, "overview-l1-rate") == "L1 data rate, last 6h"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.driver.save_screenshot(str(SCREENSHOTS / "overview.png"))
+
+
+def test_time_range_picker_updates_graph_and_url(portal: PortalProcess, browser: Browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    visit(browser, portal.url + "/?range=6h")
+    graph_range = "return document.querySelector('#overview-l1-rate .js-plotly-plot').layout.xaxis.range"
+    before = browser.wait(lambda: browser.js(graph_range), what="the L1 rate graph")
+    browser.driver.find_element(By.CSS_SELECTOR, "#portal-range").click()
+    browser.wait(lambda: [o for o in browser.driver.find_elements(By.CSS_SELECTOR, "[role=option]")
+                          if o.text == "last 24h"])[0].click()
+    browser.wait(lambda: "range=24h" in browser.driver.current_url, what="range in the URL")
+    after = browser.wait(lambda: (r := browser.js(graph_range)) != before and r, what="new range")
+    assert after != before
+    assert "L1 data rate, last 24h" in browser.page_text()
+    hosts_href = browser.js("return document.querySelector('a[href^=\"/hosts\"]').getAttribute('href')")
+    assert hosts_href == "/hosts?range=24h"  # navigation keeps the range: links can be shared
+    assert browser.console_errors() == []
+
+
+def test_url_parameters_arrive_typed_and_bad_ones_get_a_notice(
+    portal: PortalProcess, browser: Browser
+) -> None:
+    visit(browser, portal.url + "/quicklooks/pointing_density?range=7d")
+    assert graph_title(browser, "pointing-density-graph") == "288 pointings"
+    visit(browser, portal.url + "/quicklooks/pointing_density?range=7d&beam=1")
+    assert graph_title(browser, "pointing-density-graph") == "72 pointings"
+    text = visit(browser, portal.url + "/quicklooks/pointing_density?beam=abc")
+    assert "URL parameter beam='abc' is not a valid int" in text
+    assert browser.js("return document.querySelectorAll('.portal-error-card').length") == 0
+
+
+def test_resampled_quicklook_zooms_statelessly_across_workers(
+    portal: PortalProcess, browser: Browser
+) -> None:
+    visit(browser, portal.url + "/quicklooks/beam_data_rate?points=2000000")
+    gd = "document.querySelector('#bdr-graph .js-plotly-plot')"
+    title = f"return {gd}.layout.title.text"
+    assert browser.wait(lambda: "2,000,000 points in view" in (browser.js(title) or ""))
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    def in_view() -> int:
+        return int(browser.js(title).split(":")[1].split("points")[0].replace(",", ""))
+
+    shown = [in_view()]
+    # Drag-zoom into the middle half, three times: whichever of the 2 workers answers each
+    # relayout re-aggregates from the data source; none keeps per-user figure state.
+    for _ in range(3):
+        drag = browser.driver.find_element(By.CSS_SELECTOR, "#bdr-graph .nsewdrag")
+        w = drag.size["width"]
+        ActionChains(browser.driver).move_to_element_with_offset(drag, -w // 4, 0).click_and_hold(
+        ).move_by_offset(w // 4, 0).move_by_offset(w // 4, 0).release().perform()
+        browser.wait(lambda: in_view() < shown[-1], what="re-aggregated zoom")
+        shown.append(in_view())
+    assert shown[-1] < shown[0] // 4, shown
+    assert browser.console_errors() == []
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    visit(browser, portal.url + "/quicklooks/rfi_waterfall?range=24h")
+    browser.wait(lambda: browser.js("return !!document.querySelector('#rfi-waterfall-graph .hm')"
+                                    " || !!document.querySelector('#rfi-waterfall-graph .heatmaplayer')"))
+    browser.driver.save_screenshot(str(SCREENSHOTS / "quicklook.png"))
+
+
+def test_healthz_and_metrics_across_workers(portal: PortalProcess) -> None:
+    health = httpx.get(f"{portal.url}/healthz").json()
+    assert health["status"] == "ok", health
+    assert set(health["backends"]) == {"database", "prometheus", "pushgateway", "alertmanager"}
+    for _ in range(6):
+        assert httpx.get(f"{portal.url}/api/pages").status_code == 200
+    text = httpx.get(f"{portal.url}/metrics").text
+    served = [line for line in text.splitlines()
+              if line.startswith('portal_http_requests_total{route="/api/pages",status="200"}')]
+    assert served and float(served[0].split()[-1]) >= 6  # summed over both workers' files
+
+
+def test_degraded_mode_every_page_answers_and_names_the_source(
+    cfg: Settings, web_sample_data: dict[str, object], browser: Browser
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    tmp = shared_tmpdir("portal-degraded-")
+    env = {"PORTAL_PROMETHEUS_URL": dead, "PORTAL_WEB_BIND": f"127.0.0.1:{free_port()}",
+           "PORTAL_WEB_WORKERS": "1", "PORTAL_DATA_DIR": str(tmp / "var")}
+    with PortalProcess(env, tmp / "web.log") as portal:
+        assert httpx.get(f"{portal.url}/healthz").json()["backends"]["prometheus"]["ok"] is False
+        for path in ("/", "/hosts", "/hosts/cn01", "/components", "/events", "/quicklooks",
+                     "/quicklooks/hhat_candidates"):
+            assert httpx.get(portal.url + path).status_code == 200
+            text = visit(browser, portal.url + path)
+            if path not in ("/events", "/quicklooks"):
+                assert "Prometheus unavailable" in text, f"{path}: {text[:800]}"
+            assert browser.js("return document.querySelectorAll('.portal-error-card').length") == 0
+        assert "cn01" in visit(browser, portal.url + "/hosts")  # database parts still shown
+    db_env = {**env, "PORTAL_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/x",
+              "PORTAL_WEB_BIND": f"127.0.0.1:{free_port()}"}
+    with PortalProcess(db_env, tmp / "web2.log") as portal:
+        for path in ("/", "/hosts", "/components", "/quicklooks/rfi_waterfall"):
+            assert httpx.get(portal.url + path).status_code == 200
+            assert "Database unavailable" in visit(browser, portal.url + path), path
+        visit(browser, portal.url + "/events")
+        browser.wait(lambda: "Database unavailable" in browser.page_text(), what="events notice")
+    browser.console_errors()
+    shutil.rmtree(tmp, ignore_errors=True)
