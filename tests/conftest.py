@@ -143,3 +143,64 @@ def db_conn(database_url: str) -> Iterator[object]:
     conn = db_engine.connect_raw(database_url)
     yield conn
     conn.close()
+
+
+# -- portal web (issue 4) -----------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def web_sample_data(database_url: str) -> dict[str, object]:
+    """A small cluster in the database for page tests: 3 hosts, components, 2 days of pointings."""
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from portal.db import tables as t
+    from portal.db.timeseries import ensure_partitions
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    hosts = [("cn01", "compute", "up"), ("cn02", "compute", "up"), ("st01", "storage", "down")]
+    with db_engine.get_engine(database_url).begin() as conn:
+        for table in ("pointings", "metric_samples"):
+            ensure_partitions(conn, table, (now - timedelta(days=8)).date(), now.date())
+        conn.execute(
+            sa.insert(t.hosts),
+            [
+                dict(name=n, role=r, address="127.0.0.1", collector_port=9105, state=s,
+                     labels={}, created_at=now, updated_at=now)
+                for n, r, s in hosts
+            ],
+        )
+        conn.execute(
+            sa.insert(t.components),
+            [
+                dict(name=name, host=host, kind=kind, desired_state="running", labels={},
+                     created_at=now)
+                for name, host, kind in [
+                    ("l1-beam0", "cn01", "real-time"), ("l1-beam1", "cn02", "real-time"),
+                    ("hhat-worker", "cn01", "batch"), ("hhat-worker", "cn02", "batch"),
+                ]
+            ],
+        )
+        conn.execute(
+            sa.insert(t.pointings),
+            [
+                dict(time=now - timedelta(minutes=10 * i), beam=i % 4,
+                     ra_deg=(i * 7.3) % 360, dec_deg=((i * 3.1) % 150) - 60, duration_s=600,
+                     rfi_fraction=(i % 10) / 10, data_bytes=10**9, max_dm=50 + (i * 13) % 900,
+                     n_candidates=i % 7, flags={})
+                for i in range(6 * 24 * 2)
+            ],
+        )
+        conn.execute(
+            sa.insert(t.metric_samples),
+            [
+                dict(time=now - timedelta(minutes=i), host="cn01", component="",
+                     name="obs_host_cpu_usage_ratio", labels={"cpu": "total"},
+                     value=0.2 + (i % 5) / 10)
+                for i in range(120)
+            ],
+        )
+    from portal import events
+
+    for topic in ("ops.host.down", "transfer.done", "alert.firing"):
+        events.publish(database_url, topic, {"host": "st01"}, source="test")
+    return {"hosts": [h[0] for h in hosts], "now": now}
