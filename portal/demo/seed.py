@@ -17,6 +17,7 @@ import psycopg
 
 from portal import events
 from portal.db.engine import connect_raw, get_engine
+from portal.db.tables import ENFORCED_KEYS
 from portal.db.timeseries import ensure_partitions
 from portal.db.writer import copy_rows
 from portal.demo import model, sinks
@@ -68,6 +69,10 @@ def _flush(url: str, table: str, columns: tuple[str, ...], rows: list[tuple]) ->
     if not rows:
         return 0
     with connect_raw(url, autocommit=True) as conn:
+        if table not in ENFORCED_KEYS:  # no unique index: de-duplicate on the key every time
+            with conn.transaction():
+                copy_rows(conn, table, columns, rows, dedupe=True)
+            return len(rows)
         try:  # plain COPY first (fast); a re-run hits the unique key and de-duplicates instead
             with conn.transaction():
                 copy_rows(conn, table, columns, rows)
@@ -86,8 +91,10 @@ def seed(
     on_progress: Callable[[str], None] = lambda _: None,
 ) -> SeedResult:
     """Simulate ``days`` days up to now in ``step_seconds`` steps and COPY them day by day."""
-    if days < 1 or step_seconds < 10:
-        raise PortalError("seed needs --days >= 1 and --step >= 10 seconds")
+    if not 1 <= days <= 400:
+        raise PortalError(f"--days {days} is out of range (1 to 400)")
+    if not 10 <= step_seconds <= 86400:
+        raise PortalError(f"--step {step_seconds} is out of range (10 to 86400 seconds)")
     now = datetime.now(UTC)
     start = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days)
     end = start + timedelta(seconds=((now - start).total_seconds() // step_seconds) * step_seconds)
