@@ -85,6 +85,11 @@ def parse_time(raw: object) -> datetime | None:
             return None
     if not isinstance(raw, str):
         return None
+    try:  # fast path: the common ISO forms (C code); odd ones go through the regex
+        when = datetime.fromisoformat(raw)
+        return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    except ValueError:
+        pass
     match = _ISO.match(raw.strip())
     return _from_match(match) if match else None
 
@@ -145,6 +150,8 @@ def _parse_json(text: str) -> Parsed | None:
 
 def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] == '"':
+        if "\\" not in value:
+            return value[1:-1]
         try:
             result: str = json.loads(value)
             return result

@@ -148,6 +148,7 @@ class Shipper:
         self.writer = log_writer(cfg, name="logship", durable=True)
         self.loki = LokiForwarder(cfg.loki_url) if cfg.loki_url else None
         self._saved_at = 0.0
+        self._labels_cache: dict[str, str] = {}
 
     # -- discovery ------------------------------------------------------------------------
     def _key(self, dev: int, ino: int, fp: str, gen: int) -> str:
@@ -255,11 +256,22 @@ class Shipper:
         else:  # continuation or timestamp-less line: deterministic, from the saved state
             when = datetime.fromtimestamp(max(last or 0.0, self.clock), UTC)
         labels = parsed.labels
-        host = str(labels.pop("host", None) or self.host)
-        component = str(labels.pop("component", None) or entry.component)
-        labels["file"] = entry.path
-        row = (when, host, component, parsed.level, parsed.message, labels, entry.key, seq)
+        if labels:
+            host = str(labels.pop("host", None) or self.host)
+            component = str(labels.pop("component", None) or entry.component)
+            labels_json = json.dumps({**labels, "file": entry.path})
+        else:  # the common case: one JSON text per file, built once
+            host, component, labels_json = self.host, entry.component, self._file_labels(entry)
+        # ISO text, not datetime: the spool's JSON and COPY both take it as is, cheaply
+        stamp = when.isoformat()
+        row = (stamp, host, component, parsed.level, parsed.message, labels_json, entry.key, seq)
         return row, last
+
+    def _file_labels(self, entry: FileState) -> str:
+        text = self._labels_cache.get(entry.path)
+        if text is None:
+            text = self._labels_cache[entry.path] = json.dumps({"file": entry.path})
+        return text
 
     # -- one cycle ------------------------------------------------------------------------
     def cycle(self) -> int:
@@ -311,7 +323,14 @@ class Shipper:
             self.close()
 
     def close(self) -> None:
-        self.writer.close(timeout=30)
+        """Deliver the spooled backlog while it keeps shrinking; what is left stays spooled."""
+        before = self.writer.spool.size_bytes()
+        while not self.writer.flush(timeout=30):
+            now = self.writer.spool.size_bytes()
+            if now >= before:
+                break  # the database is away: the spool keeps it for the next start
+            before = now
+        self.writer.close(timeout=5)
         if self.loki is not None:
             self.loki.close()
         for fh in self.handles.values():
@@ -356,7 +375,11 @@ class LokiForwarder:
     def _run(self) -> None:
         while (rows := self.queue.get()) is not None:
             entries = [
-                Entry({"host": r[1], "component": r[2], "level": r[3]}, to_ns(r[0]), r[4])
+                Entry(
+                    {"host": r[1], "component": r[2], "level": r[3]},
+                    to_ns(datetime.fromisoformat(r[0])),
+                    r[4],
+                )
                 for r in rows
             ]
             try:
