@@ -27,6 +27,8 @@ _LEVEL_ALIASES = {"WARN": "WARNING", "ERR": "ERROR", "FATAL": "CRITICAL", "CRIT"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)$")
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 _COLUMNS = {"host", "component", "level"}
+ORDER = "time, source, seq"
+ORDER_DESC = "time DESC, source DESC, seq DESC"
 TS_SQL = """to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
 
@@ -43,6 +45,7 @@ class LogQuery:
     ignore_case: bool = False
     selector: Selector | None = None
     limit: int | None = None
+    newest_first: bool = False  # with ``limit``: the last lines of the range (a page's tail)
 
 
 def parse_level(raw: str) -> str:
@@ -134,12 +137,12 @@ def where(q: LogQuery) -> tuple[sql.Composable, list[Any]]:
 
 
 def statement(q: LogQuery) -> tuple[sql.Composed, list[Any]]:
-    """The full SELECT, oldest first (ties in file order), with the optional limit."""
+    """The full SELECT, oldest first (ties in file order) unless ``newest_first``, limited."""
     cond, params = where(q)
     stmt = sql.SQL(
         "SELECT " + TS_SQL + ", host, component, level, message, labels::text, source, seq "
-        "FROM log_lines WHERE {} ORDER BY time, source, seq"
-    ).format(cond)
+        "FROM log_lines WHERE {} ORDER BY {}"
+    ).format(cond, sql.SQL(ORDER_DESC if q.newest_first else ORDER))
     if q.limit is not None:
         stmt = sql.SQL("{} LIMIT {}").format(stmt, sql.Literal(q.limit))
     return stmt, params
