@@ -61,7 +61,10 @@ def parse_sources(spec: str | Iterable[str], data_dir: Path, setting: str = "") 
         if not pattern or (sep and not component.strip()):
             raise SettingsError(setting or "--source", f"{raw!r} is not GLOB or GLOB=component")
         sources.append(Source(os.path.expanduser(pattern.strip()), component.strip() or None))
-    return sources or [Source(str(data_dir / "log" / "*.log"))]
+    if sources:
+        return sources
+    # the stack's own logs, and per-program folders (e.g. the simulator's log/demo/*.log)
+    return [Source(str(data_dir / "log" / "*.log")), Source(str(data_dir / "log" / "*" / "*.log"))]
 
 
 def component_from_name(path: str) -> str:

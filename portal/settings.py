@@ -183,7 +183,8 @@ SPECS: tuple[Spec, ...] = (
         "",
         _text,
         "Files `portal collect logs` ships: comma-separated `GLOB[=component]` (component "
-        "defaults to the file name); empty ships the local stack's `<data_dir>/log/*.log`.",
+        "defaults to the file name); empty ships the local stack's `<data_dir>/log/*.log` and "
+        "`<data_dir>/log/*/*.log`.",
     ),
     Spec(
         "pointings_retention_days", "400", _int(1, 36500), "Days of pointings and beam events kept."

@@ -20,8 +20,9 @@ from collectors.logship import component_from_name, parse_sources
 from portal.db import engine as db_engine
 from portal.db import migrate
 from portal.errors import SettingsError
+from portal.settings import Settings
 from portal.stack import postgres, process
-from tests.conftest import REPO, free_port, portal_cmd, shared_tmpdir
+from tests.conftest import REPO, free_port, portal_cmd, run_portal, shared_tmpdir
 
 DEADLINE = 90.0
 
@@ -149,7 +150,10 @@ def test_parse_json_logfmt_and_plain_text() -> None:
 
 def test_sources_setting() -> None:
     data = Path("/var/x")
-    assert parse_sources("", data)[0].pattern == "/var/x/log/*.log"
+    assert [s.pattern for s in parse_sources("", data)] == [
+        "/var/x/log/*.log",
+        "/var/x/log/*/*.log",
+    ]
     srcs = parse_sources("/a/*.log=l1-beam, /b/c.log", data)
     assert [(s.pattern, s.component) for s in srcs] == [("/a/*.log", "l1-beam"), ("/b/c.log", None)]
     with pytest.raises(SettingsError, match="PORTAL_LOG_SOURCES"):
@@ -267,3 +271,18 @@ def test_database_outage_loses_nothing(workdir: Path, host: str) -> None:
         db_engine.dispose_all()
         postgres.stop(data)
         shutil.rmtree(pgdir, ignore_errors=True)
+
+
+def test_default_sources_ship_the_stacks_own_logs(stack: Settings, tmp_path: Path) -> None:
+    """What `make run` does: with no sources configured, the services' logs in <data_dir>/log."""
+    host = f"stack-{uuid.uuid4().hex[:6]}"
+    env = {
+        "PORTAL_HOST_NAME": host,
+        "PORTAL_LOG_SOURCES": "",
+    }
+    state = tmp_path / "state"
+    run_portal("collect", "logs", "--once", "--state-dir", str(state), env=env, check=True)
+    found = run_portal("logs", "--host", host, "--component", "prometheus", env=env, check=True)
+    assert "Server is ready to receive web requests" in found.stdout
+    comps = {line.split(" ")[2] for line in run_portal("logs", "--host", host).stdout.splitlines()}
+    assert {"prometheus", "pushgateway", "alertmanager"} <= comps
