@@ -95,11 +95,15 @@ def test_demo_run_hosts_are_healthy_targets_and_rows_flow(stack: Settings) -> No
         assert wait_until(lambda: healthy() == sim_hosts, 60, interval=0.5), healthy()
         q = 'obs_l1_received_bytes_total{host="cn02", beam="7", component="l1"}'
         assert wait_until(lambda: (prom.scalar(q) or 0) > 0, 30, interval=0.5), q
+        cpu = 'obs_host_cpu_usage_ratio{host="st01", cpu="total"}'  # host-level, no component
+        assert 0 <= (prom.scalar(cpu) or -1) <= 1
 
         def rows(table: str, where: str = "TRUE") -> int:
             return _one(url, f"SELECT count(*) FROM {table} WHERE time >= %s AND {where}", started)
 
         assert wait_until(lambda: rows("metric_samples", "host = 'cn01'") > 0, 30, interval=0.2)
+        host_level = "host = 'cn01' AND component = '' AND name = 'obs_host_memory_total_bytes'"
+        assert rows("metric_samples", host_level) > 0
         assert wait_until(lambda: rows("pointings") > 0, 30, interval=0.2)
         seen = rows("metric_samples")
         assert wait_until(lambda: rows("metric_samples") > seen, 30, interval=0.2)  # flowing

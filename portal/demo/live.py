@@ -10,10 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import Metric as PromMetric
+from prometheus_client.registry import Collector
 
+from collectors import hoststats
 from collectors.telemetry import Metric, Telemetry
 from portal import inventory
 from portal.db.writer import WritePath
@@ -39,6 +44,35 @@ HELP = {
 }
 
 
+class SimHostCollector(Collector):
+    """A simulated host's host-collector series (no component label), read from the model."""
+
+    def __init__(self, sim: model.Sim, host: str) -> None:
+        self.sim, self.host = sim, host
+
+    def describe(self) -> Iterator[PromMetric]:
+        return iter(())
+
+    def series(self) -> list[tuple[str, dict[str, str], float]]:
+        return [
+            (name, dict(labels), value)
+            for (host, comp, name, labels), value in list(self.sim.values.items())
+            if host == self.host and comp == ""
+        ]
+
+    def collect(self) -> Iterator[PromMetric]:
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        for name, labels, value in self.series():
+            fam = families.get(name)
+            if fam is None:
+                cls = (
+                    CounterMetricFamily if self.sim.kinds[name] == "counter" else GaugeMetricFamily
+                )
+                fam = families[name] = cls(name, hoststats.HELP[name], labels=["host", *labels])
+            fam.add_metric([self.host, *labels.values()], value)
+        yield from families.values()
+
+
 class Live:
     """The simulator wired to telemetry objects, one registry and port per simulated host."""
 
@@ -62,12 +96,16 @@ class Live:
         self.metrics: dict[tuple[str, str, str], Metric] = {}
         self.last: dict[model.SeriesKey, float] = {}
         self.ports: dict[str, int] = {}
+        self.host_series: list[SimHostCollector] = []
         for i, h in enumerate(hosts):
+            registry = CollectorRegistry()
+            self.host_series.append(SimHostCollector(self.sim, h.name))
+            registry.register(self.host_series[-1])
             tel = Telemetry(  # one shared write path for the whole demo
                 h.component,
                 host=h.name,
                 cfg=cfg,
-                registry=CollectorRegistry(),
+                registry=registry,
                 writer=self.metrics_writer,
             )
             self.tels[(h.name, h.component)] = tel
@@ -120,6 +158,8 @@ class Live:
         """Copy the model's values into the telemetry metrics (counters by their increase)."""
         for key, value in self.sim.values.items():
             host, comp, name, labels = key
+            if not comp:
+                continue  # host-level series: served by SimHostCollector
             metric = self._metric(host, comp, name, tuple(k for k, _ in labels))
             child = metric.labels(**dict(labels))
             if self.sim.kinds[name] == "counter":
@@ -157,6 +197,8 @@ class Live:
     def mirror(self) -> int:
         now = datetime.now(UTC)
         rows = [row for tel in self.tels.values() for row in tel.rows(now)]
+        for hs in self.host_series:
+            rows.extend((now, hs.host, "", n, labels, v) for n, labels, v in hs.series())
         self.metrics_writer.write_many(rows)
         return len(rows)
 

@@ -22,6 +22,9 @@ PACKET_BYTES = 8192
 LONGITUDE_DEG = -119.62  # the site: local sidereal and solar time follow from it
 STACKS = ("daily", "monthly", "cumulative")
 HHAT_WORKERS = 4
+HOST_CORES = 32
+HOST_MEMORY = 256 * 2**30
+HOST_DISK = 480 * 10**9
 
 SeriesKey = tuple[str, str, str, tuple[tuple[str, str], ...]]  # host, component, name, labels
 
@@ -156,6 +159,11 @@ class Sim:
             self.set("batch01", "hhat-worker", "obs_hhat_stacks_pending", 0.0, stack=stack)
             self.add("batch01", "hhat-worker", "obs_hhat_stacks_processed_total", 0.0, stack=stack)
         self.set("batch01", "hhat-worker", "obs_hhat_workers_busy", 0.0)
+        for sh in self.hosts:  # host-collector series (component ''), as on a real host
+            self.set(sh.name, "", "obs_host_memory_total_bytes", HOST_MEMORY)
+            self.set(sh.name, "", "obs_host_filesystem_size_bytes", HOST_DISK, mount="/")
+            self.add(sh.name, "", "obs_host_network_received_bytes_total", 0.0, interface="eth0")
+        self._host_load(self.now)
 
     def value(self, host: str, comp: str, name: str, **labels: object) -> float:
         return self.values[self._key(host, comp, name, **labels)]
@@ -170,6 +178,7 @@ class Sim:
         self._pointings(end, out, stamp)
         self._storage(start, end, seconds, out)
         self._hhat(start, end, seconds, out)
+        self._host_load(end)
         self.now = end
         return out
 
@@ -272,6 +281,35 @@ class Sim:
                             "state": "complete",
                         }
                     )
+
+    def _host_load(self, t: datetime) -> None:
+        """CPU, load, memory and disk of each simulated host, following its work."""
+        busy_batch = self.value("batch01", "hhat-worker", "obs_hhat_workers_busy") / HHAT_WORKERS
+        for sh in self.hosts:
+            base = {
+                "compute": 0.55 * sky_factor(t),
+                "storage": 0.25,
+                "batch": 0.1 + 0.8 * busy_batch,
+            }
+            cpu = min(1.0, max(0.0, base.get(sh.role, 0.15) + self.rng.gauss(0, 0.03)))
+            self.set(sh.name, "", "obs_host_cpu_usage_ratio", cpu, cpu="total")
+            for name, lag in (
+                ("obs_host_load1", 0.0),
+                ("obs_host_load5", 0.05),
+                ("obs_host_load15", 0.1),
+            ):
+                self.set(sh.name, "", name, round(cpu * HOST_CORES * (1 - lag), 2))
+            used = HOST_MEMORY * (0.3 + 0.5 * cpu)
+            self.set(sh.name, "", "obs_host_memory_used_bytes", used)
+            self.set(sh.name, "", "obs_host_filesystem_used_bytes", HOST_DISK * 0.42, mount="/")
+        totals: dict[str, float] = {}
+        for b in self.beams:  # the L1 stream arrives over the compute node's network
+            h = self.beam_host[b]
+            rx = self.value(h, "l1", "obs_l1_received_bytes_total", beam=b)
+            totals[h] = totals.get(h, 0.0) + rx
+        for h, total in totals.items():
+            key = self._key(h, "", "obs_host_network_received_bytes_total", interface="eth0")
+            self.values[key] = total
 
     def _hhat(self, start: datetime, end: datetime, dt: float, out: StepOutput) -> None:
         def pending(stack: str) -> float:
