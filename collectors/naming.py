@@ -60,23 +60,22 @@ def check_label_names(metric: str, names: Iterable[str]) -> tuple[str, ...]:
 
 
 def check_label_value(metric: str, label: str, value: object) -> str:
-    """Strings (or ints) of printable characters, at most ``MAX_LABEL_VALUE`` long."""
+    """Strings (or ints) of printable characters, at most ``MAX_LABEL_VALUE`` long.
+
+    ``metric`` names the owner in messages; ``""`` means the telemetry object itself.
+    """
+    owner = f"metric {metric!r}" if metric else "telemetry"
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise TelemetryError(
-            f"metric {metric!r}: label {label}={value!r} must be a string or an integer"
-        )
+        raise TelemetryError(f"{owner}: label {label}={value!r} must be a string or an integer")
     text = str(value)
     if text == "":
-        raise TelemetryError(f"metric {metric!r}: label {label!r} has an empty value")
+        raise TelemetryError(f"{owner}: label {label!r} has an empty value")
     if len(text) > MAX_LABEL_VALUE:
         raise TelemetryError(
-            f"metric {metric!r}: label {label!r} value is {len(text)} characters "
-            f"(at most {MAX_LABEL_VALUE})"
+            f"{owner}: label {label!r} value is {len(text)} characters (at most {MAX_LABEL_VALUE})"
         )
     if not text.isprintable():
-        raise TelemetryError(
-            f"metric {metric!r}: label {label}={text!r} contains control characters"
-        )
+        raise TelemetryError(f"{owner}: label {label}={text!r} contains control characters")
     return text
 
 

@@ -139,8 +139,8 @@ class Telemetry:
         writer: WritePath | None = None,
     ) -> None:
         self.cfg = cfg or settings.get()
-        self.host = naming.check_label_value("-", "host", host or self.cfg.host_name)
-        self.component = naming.check_label_value("-", "component", component)
+        self.host = naming.check_label_value("", "host", host or self.cfg.host_name)
+        self.component = naming.check_label_value("", "component", component)
         self.registry = registry if registry is not None else CollectorRegistry()
         self._writer, self._own_writer = writer, writer is None
         self._metrics: dict[str, Metric] = {}
@@ -256,7 +256,7 @@ class Telemetry:
 
     def push(self, job: str, extra: Mapping[str, str] | None = None) -> None:
         """Push this registry to the Pushgateway (batch jobs, when they finish)."""
-        naming.check_label_value("-", "job", job)
+        naming.check_label_value("", "job", job)
         try:
             push_to_gateway(
                 hostport(self.cfg.pushgateway_url),
