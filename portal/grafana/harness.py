@@ -35,6 +35,7 @@ class Target:
     kind: str  # promql | sql | logql | variable
     query: str
     max_points: int = MAX_POINTS
+    time_from: float | None = None  # the panel's relative time override, in seconds
 
 
 @dataclass
@@ -111,6 +112,7 @@ def extract(dashboards: dict[str, dict[str, Any]]) -> list[Target]:
                         kind,
                         query or "",
                         int(panel.get("maxDataPoints") or MAX_POINTS),
+                        macros.parse_duration(panel["timeFrom"]) if panel.get("timeFrom") else None,
                     )
                 )
     return out
@@ -135,17 +137,25 @@ class Runner:
     def close(self) -> None:
         self.conn.close()
 
-    def globals(self, max_points: int, min_interval_s: float) -> tuple[float, dict[str, str]]:
-        step = macros.interval(self.range_s, max_points, min_interval_s)
+    def window(self, target: Target) -> tuple[datetime, float]:
+        """Start and length of the target's time range (a panel's ``timeFrom`` wins)."""
+        if target.time_from:
+            return self.end - timedelta(seconds=target.time_from), target.time_from
+        return self.start, self.range_s
+
+    def globals(
+        self, range_s: float, max_points: int, min_interval_s: float
+    ) -> tuple[float, dict[str, str]]:
+        step = macros.interval(range_s, max_points, min_interval_s)
         rate = macros.rate_interval(step, self.scrape_s)
         fmt = macros.format_duration
         return step, {
             "__interval": fmt(step),
             "__interval_ms": str(int(step * 1000)),
             "__rate_interval": fmt(rate),
-            "__range": f"{int(self.range_s)}s",
-            "__range_s": str(int(self.range_s)),
-            "__range_ms": str(int(self.range_s * 1000)),
+            "__range": f"{int(range_s)}s",
+            "__range_s": str(int(range_s)),
+            "__range_ms": str(int(range_s * 1000)),
             "__auto": fmt(step),
         }
 
@@ -168,19 +178,21 @@ class Runner:
         return res
 
     def _promql(self, res: Result, variables: dict[str, Variable]) -> None:
-        step, g = self.globals(res.target.max_points, self.scrape_s)
+        start, range_s = self.window(res.target)
+        step, g = self.globals(range_s, res.target.max_points, self.scrape_s)
         query = macros.substitute_variables(res.target.query, variables, "promql")
         res.expanded = macros.substitute_globals(query, g)
         t0 = time.perf_counter()
-        data = self.prom.query_range(res.expanded, self.start, self.end, step)
+        data = self.prom.query_range(res.expanded, start, self.end, macros.format_duration(step))
         res.seconds = time.perf_counter() - t0
         res.rows = sum(1 for s in data if s.get("values"))
 
     def _sql(self, res: Result, variables: dict[str, Variable]) -> None:
-        _, g = self.globals(res.target.max_points, 60.0)
+        start, range_s = self.window(res.target)
+        _, g = self.globals(range_s, res.target.max_points, 60.0)
         query = macros.substitute_variables(res.target.query, variables, "sql")
         query = macros.substitute_globals(query, g)
-        res.expanded = macros.expand_sql_macros(query, self.start, self.end, self.timescaledb)
+        res.expanded = macros.expand_sql_macros(query, start, self.end, self.timescaledb)
         t0 = time.perf_counter()
         with self.conn.transaction(), self.conn.cursor() as cur:
             cur.execute(res.expanded.encode())
@@ -278,6 +290,11 @@ def _scrape_interval() -> float:
 
 def parse_duration(text: str) -> float:
     return macros.parse_duration(text)
+
+
+def default_range_s(model: dict[str, Any]) -> float:
+    """The dashboard's own time range (``now-6h`` .. ``now``) in seconds."""
+    return parse_duration(str(model.get("time", {}).get("from", "now-6h")).removeprefix("now-"))
 
 
 def run(cfg: Settings, range_s: float, only: Sequence[str] = ()) -> Report:

@@ -1,9 +1,10 @@
 """Backends loaded with simulator history, for the panel-query harness (tests and bench).
 
-Pipeline series and rows come from the real simulator (``portal.demo``); the simulator has no
-host collector or write path, so their series (same names, docs/metrics.md) are synthesised
-here. Prometheus cannot ingest old samples by scraping, so history is written as OpenMetrics
-and turned into TSDB blocks with ``promtool tsdb create-blocks-from openmetrics``.
+Pipeline series and rows come from the real simulator (``portal.demo``); series it does not
+simulate (the write path's, ``up``, and host-collector names it lacks) are synthesised here
+with the same names (docs/metrics.md). Prometheus cannot ingest old samples by scraping, so
+history is written as OpenMetrics and turned into TSDB blocks with ``promtool tsdb
+create-blocks-from openmetrics``.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ Labels = tuple[tuple[str, str], ...]
 PER_BEAM_POINTINGS = 162  # the real telescope: 165,537 a day over 1,024 beams
 
 
-def hosts() -> list[model.SimHost]:
-    """A small cluster: head, two compute nodes with two beams each, storage, batch."""
-    return model.layout(compute_nodes=2, beams_per_node=2, storage_nodes=1)
+def hosts(compute: int = 2, beams: int = 2, storage: int = 1) -> list[model.SimHost]:
+    """A cluster small enough for tests by default: head, compute nodes, storage, batch."""
+    return model.layout(compute_nodes=compute, beams_per_node=beams, storage_nodes=storage)
 
 
 def _host_series(host: model.SimHost, t: float) -> Iterator[tuple[str, Labels, float]]:
@@ -74,9 +75,10 @@ def _host_series(host: model.SimHost, t: float) -> Iterator[tuple[str, Labels, f
     yield "portal_write_last_success_timestamp_seconds", writer, t - 1.0
 
 
-def _series(sim: model.Sim, t: float, jobs: dict[str, tuple[float, float]]):
+def _series(sim: model.Sim, t: float, jobs: dict[str, tuple[float, float]], skip: set[str]):
+    """Everything Prometheus would hold at ``t``; names in ``skip`` come from the simulator."""
     for h in sim.hosts:
-        yield from _host_series(h, t)
+        yield from (s for s in _host_series(h, t) if s[0] not in skip)
     for (host, comp, name, labels), value in sim.values.items():
         yield name, (("host", host), ("component", comp), *labels), value
     for job, (finished, duration) in jobs.items():  # pushed: the Pushgateway keeps them
@@ -103,17 +105,25 @@ class PromHistory:
 
 
 def backfill_prometheus(
-    tsdb: Path, start: datetime, end: datetime, step_s: float, warmup: timedelta
+    tsdb: Path,
+    start: datetime,
+    end: datetime,
+    step_s: float,
+    warmup: timedelta,
+    layout: list[model.SimHost] | None = None,
 ) -> PromHistory:
     """Simulate ``start``..``end`` every ``step_s`` into TSDB blocks under ``tsdb`` (one
     promtool run per UTC day keeps memory flat)."""
     promtool = shutil.which("promtool")
     if not promtool:
         raise PortalError("promtool not found; install the Debian package prometheus")
-    sim = model.Sim(start - warmup, hosts(), PER_BEAM_POINTINGS * 4, seed=7)
+    layout = layout or hosts()
+    beams = sum(len(h.beams) for h in layout)
+    sim = model.Sim(start - warmup, layout, PER_BEAM_POINTINGS * beams, seed=7)
     jobs: dict[str, tuple[float, float]] = {}
     while sim.now < start:  # warm-up at a coarse step: backlog and pushed jobs exist at start
         _record_jobs(sim, min(600.0, (start - sim.now).total_seconds()), jobs)
+    simulated = {name for (_, _, name, _) in sim.values}  # the simulator's own series win
     history = PromHistory()
     tsdb.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="obs-openmetrics-") as tmp:
@@ -121,7 +131,7 @@ def backfill_prometheus(
         day = sim.now.date()
         while sim.now <= end:
             t = sim.now.timestamp()
-            for name, labels, value in _series(sim, t, jobs):
+            for name, labels, value in _series(sim, t, jobs, simulated):
                 chunk.setdefault(name, {}).setdefault(labels, []).append(f"{value:.6g} {t:.3f}")
                 history.samples += 1
             _record_jobs(sim, step_s, jobs)
@@ -141,7 +151,8 @@ def _record_jobs(sim: model.Sim, seconds: float, jobs: dict[str, tuple[float, fl
 def _blocks(promtool: str, path: Path, text: str, tsdb: Path) -> None:
     path.write_text(text)
     proc = subprocess.run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(path), str(tsdb)],
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=24h"]
+        + [str(path), str(tsdb)],
         capture_output=True,
         text=True,
         timeout=1800,
@@ -180,11 +191,14 @@ def serve_prometheus(tsdb: Path, port: int, log: Path, retention_days: int = 400
     return pid
 
 
-def seed_database(cfg: Settings, days: int, step_s: int = 300) -> int:
+def seed_database(
+    cfg: Settings, days: int, step_s: int = 300, layout: list[model.SimHost] | None = None
+) -> int:
     """Simulator rows (metrics, pointings, beam events, products) plus inventory, logs,
     alert events and replicas the simulator does not write; returns rows added."""
-    layout = hosts()
-    result = demo_seed.seed(cfg, days, layout, step_s, PER_BEAM_POINTINGS * 4)
+    layout = layout or hosts()
+    beams = sum(len(h.beams) for h in layout)
+    result = demo_seed.seed(cfg, days, layout, step_s, PER_BEAM_POINTINGS * beams)
     url = cfg.database_url
     now = datetime.now(UTC)
     start = now - timedelta(days=days)

@@ -58,8 +58,8 @@ def build() -> Dashboard:
                 "Filesystem used",
                 "percentunit",
                 prom(
-                    f"obs_host_filesystem_used_bytes{{{H}}}"
-                    f" / obs_host_filesystem_size_bytes{{{H}}}",
+                    f"max by (mount) (obs_host_filesystem_used_bytes{{{H}}})"
+                    f" / max by (mount) (obs_host_filesystem_size_bytes{{{H}}})",
                     "{{mount}}",
                 ),
             )

@@ -32,7 +32,8 @@ def build() -> Dashboard:
                 "Host filesystems over 90%",
                 "none",
                 prom(
-                    "count(obs_host_filesystem_used_bytes / obs_host_filesystem_size_bytes > 0.9)"
+                    "count(max by (host, mount) (obs_host_filesystem_used_bytes)"
+                    " / max by (host, mount) (obs_host_filesystem_size_bytes) > 0.9)"
                     " or vector(0)"
                 ),
                 span=8,
@@ -69,8 +70,9 @@ def build() -> Dashboard:
                 "Forecast fill in 24 h (host filesystems)",
                 "percentunit",
                 prom(
-                    "predict_linear(obs_host_filesystem_used_bytes[6h], 86400)"
-                    " / on (host, mount) obs_host_filesystem_size_bytes",
+                    "max by (host, mount) "
+                    "(predict_linear(obs_host_filesystem_used_bytes[6h], 86400))"
+                    " / max by (host, mount) (obs_host_filesystem_size_bytes)",
                     "{{host}}:{{mount}}",
                 ),
             )
