@@ -116,3 +116,23 @@ def test_demo_run_hosts_are_healthy_targets_and_rows_flow(stack: Settings) -> No
             for h in sim_hosts:
                 inventory.remove_host(stack, h)
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+
+
+def test_seed_can_backfill_prometheus_without_restart(stack: Settings) -> None:
+    args = ("demo", "seed", "--days", "1", "--step", "1800", "--pointings-per-day", "500")
+    out = run_portal(*args, "--prometheus", *SMALL, check=True, timeout=300)
+    assert "Prometheus blocks added" in out.stdout
+    prom = Prometheus(stack.prometheus_url)
+    # only the backfill has samples 6 h and more ago; Prometheus loads new blocks within ~1 min
+    query = (
+        'count_over_time(obs_storage_capacity_bytes{host="st01", job="collectors"}[1d] offset 6h)'
+    )
+    assert wait_until(lambda: (prom.scalar(query) or 0) > 0, 120, interval=1.0), query
+    assert prom.scalar(query) == 48  # one sample per 30 min over the day
+
+
+def test_backfill_without_a_local_prometheus_is_one_clear_line(tmp_path: object) -> None:
+    env = {"PORTAL_DATA_DIR": str(tmp_path)}
+    result = run_portal("demo", "seed", "--days", "1", "--prometheus", *SMALL, env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: no local Prometheus TSDB at ")

@@ -97,10 +97,16 @@ def run_cmd(
     show_default=True,
     help="Seconds between simulated metric samples (>= 10).",
 )
+@click.option(
+    "--prometheus",
+    is_flag=True,
+    help="Also backfill the local Prometheus (promtool blocks; its retention applies).",
+)
 @_layout_options
 def seed_cmd(
     days: int,
     step_seconds: int,
+    prometheus: bool,
     compute_nodes: int,
     beams_per_node: int,
     storage_nodes: int,
@@ -117,5 +123,6 @@ def seed_cmd(
         step_seconds,
         pointings_per_day,
         on_progress=lambda m: click.echo(m, err=True),
+        prometheus=prometheus,
     )
     click.echo(result.summary())

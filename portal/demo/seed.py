@@ -21,6 +21,7 @@ from portal.db.tables import ENFORCED_KEYS
 from portal.db.timeseries import ensure_partitions
 from portal.db.writer import copy_rows
 from portal.demo import model, sinks
+from portal.demo.backfill import OpenMetricsFile, check_prometheus
 from portal.errors import PortalError
 from portal.settings import Settings
 
@@ -34,16 +35,22 @@ class SeedResult:
     pointings: int = 0
     beam_events: int = 0
     products: int = 0
+    blocks: int = 0
 
     def summary(self) -> str:
         return (
             f"seeded {self.days} days: {self.metric_rows} metric samples, {self.pointings} "
             f"pointings, {self.beam_events} beam events, {self.products} data products "
             "(rows already stored were kept once)"
+            + (f"; {self.blocks} Prometheus blocks added" if self.blocks else "")
         )
 
 
-def _metric_rows(sim: model.Sim, stamp: datetime) -> list[tuple]:
+def _metric_rows(sim: model.Sim, stamp: datetime, om: OpenMetricsFile | None) -> list[tuple]:
+    if om is not None:
+        ts = stamp.timestamp()
+        for (host, comp, name, labels), value in sim.values.items():
+            om.add(name, sim.kinds[name], host, comp, dict(labels), value, ts)
     return [
         (stamp, host, comp, name, json.dumps(dict(labels)), value)
         for (host, comp, name, labels), value in sim.values.items()
@@ -89,6 +96,7 @@ def seed(
     step_seconds: int = 300,
     pointings_per_day: int = model.POINTINGS_PER_DAY,
     on_progress: Callable[[str], None] = lambda _: None,
+    prometheus: bool = False,
 ) -> SeedResult:
     """Simulate ``days`` days up to now in ``step_seconds`` steps and COPY them day by day."""
     if not 1 <= days <= 400:
@@ -99,20 +107,46 @@ def seed(
     start = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days)
     end = start + timedelta(seconds=((now - start).total_seconds() // step_seconds) * step_seconds)
     url = cfg.database_url
+    if prometheus:
+        check_prometheus(cfg)  # fail before the long part, not after it
     with get_engine(url).begin() as conn:
         for table in ("metric_samples", "pointings", "beam_events", "log_lines"):
             ensure_partitions(conn, table, start.date(), end.date())
     sim = model.Sim(start, hosts, pointings_per_day, seed=7)
     result = SeedResult(days)
-    metrics: list[tuple] = _metric_rows(sim, start)
+    om = OpenMetricsFile() if prometheus else None
+    try:
+        _run(cfg, sim, end, step_seconds, result, on_progress, om)
+        if om is not None:
+            on_progress(f"prometheus: building blocks from {om.samples} samples")
+            result.blocks = om.to_prometheus(cfg)
+    finally:
+        if om is not None:
+            om.close()
+    events.publish(url, "demo.seeded", {"days": days, "rows": result.metric_rows}, source="demo")
+    return result
+
+
+def _run(
+    cfg: Settings,
+    sim: model.Sim,
+    end: datetime,
+    step_seconds: int,
+    result: SeedResult,
+    on_progress: Callable[[str], None],
+    om: OpenMetricsFile | None,
+) -> None:
+    """The day-by-day simulate-and-COPY loop."""
+    url = cfg.database_url
+    metrics: list[tuple] = _metric_rows(sim, sim.now, om)
     pointings: list[tuple] = []
     beam_events: list[tuple] = []
     products: list[dict[str, Any]] = []
-    day = start.date()
+    day = sim.now.date()
     step = timedelta(seconds=step_seconds)
     while sim.now < end:
         out = sim.step(step.total_seconds())
-        metrics.extend(_metric_rows(sim, sim.now))
+        metrics.extend(_metric_rows(sim, sim.now, om))
         for job, duration in out.jobs:
             metrics.extend(_job_rows(sim.now, job, duration))
         pointings.extend(_dumps(p, 9) for p in out.pointings)
@@ -127,8 +161,6 @@ def seed(
             on_progress(f"{day}: {len(metrics)} samples, {len(pointings)} pointings")
             metrics, pointings, beam_events, products = [], [], [], []
             day = sim.now.date()
-    events.publish(url, "demo.seeded", {"days": days, "rows": result.metric_rows}, source="demo")
-    return result
 
 
 def _dumps(row: tuple, json_index: int) -> tuple:
