@@ -59,6 +59,16 @@ def test_build_repairs_a_hand_edited_or_stray_file(tmp_path: Path) -> None:
     assert not (root / "dashboards" / "stray.json").exists()
 
 
+def test_grafana_env_prints_what_the_provisioning_reads() -> None:
+    url = "postgresql://reader:p%40ss%20word@db.example:6543/obs"
+    out = run_portal("grafana", "env", env={"PORTAL_DATABASE_URL": url}, check=True).stdout
+    lines = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines())
+    assert set(lines) == set(provisioning.ENV_VARS)
+    assert lines["OBS_PG_ADDRESS"] == "db.example:6543"
+    assert lines["OBS_PG_USER"] == "reader"
+    assert lines["OBS_PG_PASSWORD"] == "'p@ss word'"
+
+
 def test_issue_dashboards_exist_with_unique_uids() -> None:
     dashboards = _dashboards()
     assert {

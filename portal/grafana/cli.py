@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import click
 
@@ -62,10 +63,10 @@ def env() -> None:
         "PORTAL_ALERTMANAGER_URL": cfg.alertmanager_url,
         "PORTAL_LOKI_URL": cfg.loki_url,
         "OBS_PG_ADDRESS": f"{db.hostname}:{db.port or 5432}",
-        "OBS_PG_DATABASE": db.path.lstrip("/") or "obsportal",
-        "OBS_PG_USER": db.username or "postgres",
-        "OBS_PG_PASSWORD": db.password or "",
+        "OBS_PG_DATABASE": unquote(db.path.lstrip("/")) or "obsportal",
+        "OBS_PG_USER": unquote(db.username or "postgres"),
+        "OBS_PG_PASSWORD": unquote(db.password or ""),
         "OBS_PORTAL_URL": cfg.web_url,
     }
     for key, value in values.items():
-        click.echo(f"export {key}={value!r}" if value else f"export {key}=''")
+        click.echo(f"export {key}={shlex.quote(value)}")

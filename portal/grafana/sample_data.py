@@ -26,6 +26,7 @@ from portal.db.writer import copy_rows
 from portal.demo import model
 from portal.demo import seed as demo_seed
 from portal.errors import PortalError
+from portal.metrics.client import Prometheus
 from portal.settings import Settings
 from portal.stack import process
 
@@ -177,15 +178,8 @@ def serve_prometheus(tsdb: Path, port: int, log: Path, retention_days: int = 400
         log,
     )
 
-    def ready() -> bool:
-        import httpx
-
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    if not process.wait_until(ready, 120, interval=0.2):
+    prom = Prometheus(f"http://127.0.0.1:{port}", timeout=1)
+    if not process.wait_until(prom.healthy, 120, interval=0.2):
         process.stop(pid)
         raise PortalError(f"Prometheus did not start: {process.tail(log)}")
     return pid
