@@ -173,7 +173,13 @@ def run(
 @click.option("--port", type=int, default=None, help="Port for /metrics [PORTAL_COLLECTOR_PORT].")
 @click.option("--bind", default="0.0.0.0", show_default=True, help="Address to listen on.")
 @click.option("--host", "host", default=None, help="Host name in metrics [PORTAL_HOST_NAME].")
-@click.option("--interval", type=click.FloatRange(0.05, 3600), default=10.0, show_default=True)
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.05, 3600),
+    default=10.0,
+    show_default=True,
+    help="Seconds between samplings (match the Prometheus scrape interval).",
+)
 @click.option("--register/--no-register", default=True, help="Add this host to the inventory.")
 @click.option("--advertise", default="127.0.0.1", show_default=True, help="Address to register.")
 @click.option("--count-file", type=click.Path(path_type=Path), default=None, hidden=True)

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.error import URLError
@@ -32,10 +32,13 @@ from prometheus_client import (
     push_to_gateway,
 )
 from prometheus_client import start_http_server as _start_http_server
+from prometheus_client.core import Metric as PromMetric
+from prometheus_client.registry import Collector
 
 from collectors import naming
 from collectors.naming import TelemetryError
 from portal import events, settings
+from portal.db import writer as writer_mod
 from portal.db.writer import WritePath
 from portal.errors import BackendUnavailable
 from portal.settings import Settings
@@ -250,6 +253,9 @@ class Telemetry:
         """Serve ``/metrics`` for Prometheus (long-running components); returns the port."""
         if port:
             settings.check_port_free("port", addr, port)
+        if self._own_writer and self.registry not in _with_writer_metrics:
+            self.registry.register(WriterMetrics())  # spool size/age: alertable per component
+            _with_writer_metrics.add(self.registry)
         server, _thread = _start_http_server(port, addr=addr, registry=self.registry)
         self._servers.append(server)
         return int(server.server_port)
@@ -305,6 +311,26 @@ class Telemetry:
             handler.close()
         if self._writer is not None and self._own_writer:
             self._writer.close()
+
+
+_with_writer_metrics: weakref.WeakSet[CollectorRegistry] = weakref.WeakSet()
+
+
+class WriterMetrics(Collector):
+    """The write path's ``portal_*`` metrics (process-wide) on a component's own registry."""
+
+    def describe(self) -> Iterator[PromMetric]:
+        return iter(())
+
+    def collect(self) -> Iterator[PromMetric]:
+        for metric in (
+            writer_mod.ROWS,
+            writer_mod.SPOOL_BYTES,
+            writer_mod.SPOOL_AGE,
+            writer_mod.QUEUE_ROWS,
+            writer_mod.LAST_OK,
+        ):
+            yield from metric.collect()
 
 
 class TelemetryLogHandler(logging.Handler):

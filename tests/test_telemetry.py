@@ -148,3 +148,25 @@ def test_push_to_a_dead_pushgateway_is_one_clear_error(cfg: Settings) -> None:
     with pytest.raises(BackendUnavailable, match="Pushgateway at http://127.0.0.1:1"):
         tel.push("nightly")
     tel.close()
+
+
+def test_served_metrics_include_the_spool_gauges(cfg: Settings, database_url: str) -> None:
+    import httpx
+
+    tel = _tel(cfg, "l1")
+    tel.gauge("obs_l1_lag_seconds", "lag", ["beam"]).labels(beam=1).set(0.5)
+    port = tel.serve(0, addr="127.0.0.1")
+    tel.mirror()
+    assert tel.writer.flush(30)
+    writer = f"telemetry-{tel.host}-l1"
+
+    def exposed() -> str:
+        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+    try:
+        assert wait_until(lambda: f'portal_spool_bytes{{writer="{writer}"}} 0.0' in exposed(), 10)
+        text = exposed()
+        assert f'portal_write_rows_total{{outcome="written",writer="{writer}"}} 1.0' in text
+        assert f'obs_l1_lag_seconds{{beam="1",component="l1",host="{tel.host}"}} 0.5' in text
+    finally:
+        tel.close()
