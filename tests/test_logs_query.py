@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import flask
 import psycopg
 import pytest
 
+from portal.cli import main
 from portal.db import engine as db_engine
 from portal.db import timeseries
 from portal.db.writer import copy_rows
@@ -30,6 +32,13 @@ from tests.conftest import REPO, portal_cmd, run_portal
 #: Peak RSS allowed for a CLI streaming 1,000,000 lines (an idle CLI is about 50 MB; holding
 #: the result in memory would need several hundred).
 RSS_BOUND_KB = 120 * 1024
+#: Runs a command and reports its peak RSS. A fresh small parent matters: Linux carries the
+#: forking process's RSS high-water mark into the child's ``ru_maxrss`` (pytest is ~150 MB).
+MEASURE = (
+    "import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
+    "kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss; "
+    "print(f'peak_rss_kb={kb}', file=sys.stderr); sys.exit(rc)"
+)
 
 
 # -- selector parser -------------------------------------------------------------------------
@@ -128,16 +137,40 @@ def sample(cfg: Settings) -> Iterator[dict[str, object]]:
     yield {"a": a, "b": b, "now": now, "tag": tag}
 
 
-def cli_lines(*args: str) -> list[str]:
-    result = run_portal("logs", *args, check=True)
-    return result.stdout.splitlines()
+class InProcess:
+    """``portal logs ...`` through the real entry point (``portal.cli.main``), in this process:
+    the same code as the subprocess runs, without paying interpreter start-up per call."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        try:
+            main(["logs", *args])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def lines(self, *args: str) -> list[str]:
+        code, out, err = self(*args)
+        assert code == 0, err
+        return out.splitlines()
+
+
+@pytest.fixture
+def portal_logs(capsys: pytest.CaptureFixture[str]) -> InProcess:
+    return InProcess(capsys)
 
 
 def messages(lines: list[str]) -> list[str]:
     return [line.split(" ", 4)[4] for line in lines]
 
 
-def test_cli_filters(sample: dict[str, str]) -> None:
+def test_cli_filters(sample: dict[str, str], portal_logs: InProcess) -> None:
+    cli_lines = portal_logs.lines
     a, b = sample["a"], sample["b"]
     both = f"cn0?-{sample['tag']}"
     assert len(cli_lines("--host", a)) == 4
@@ -169,13 +202,16 @@ def test_cli_filters(sample: dict[str, str]) -> None:
     assert messages(cli_lines(f'{{host="{a}", beam="1"}}')) == ["RFI mask\\nfailed"]
 
 
-def test_cli_text_and_jsonl_formats(sample: dict[str, object]) -> None:
+def test_cli_text_and_jsonl_formats(sample: dict[str, object], portal_logs: InProcess) -> None:
     now = sample["now"]
     assert isinstance(now, datetime)
-    (line,) = cli_lines("--host", str(sample["a"]), "--component", "l1-rfi")
+    real = run_portal("logs", "--host", str(sample["a"]), "--component", "l1-rfi", check=True)
+    (line,) = real.stdout.splitlines()  # a real process's stdout
     when = (now - timedelta(minutes=40)).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
     assert line == f"{when} {sample['a']} l1-rfi ERROR RFI mask\\nfailed"
-    (js,) = cli_lines("--host", str(sample["a"]), "--component", "l1-rfi", "--format", "jsonl")
+    (js,) = portal_logs.lines(
+        "--host", str(sample["a"]), "--component", "l1-rfi", "--format", "jsonl"
+    )
     obj = json.loads(js)
     assert obj == {
         "time": when,
@@ -187,8 +223,8 @@ def test_cli_text_and_jsonl_formats(sample: dict[str, object]) -> None:
     }
 
 
-def test_cli_bad_input_is_one_clear_error(sample: dict[str, str]) -> None:
-    bad = run_portal("logs", '{host="cn07" component="x"}')
+def test_cli_bad_input_is_one_clear_error(sample: dict[str, str], portal_logs: InProcess) -> None:
+    bad = run_portal("logs", '{host="cn07" component="x"}')  # one real process, end to end
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.startswith("error: bad selector at character 14")
     assert bad.stderr.splitlines()[-1].strip() == "^"
@@ -197,11 +233,12 @@ def test_cli_bad_input_is_one_clear_error(sample: dict[str, str]) -> None:
         (("--level", "loud"), "unknown level"),
         (("--grep", "a{2,1}"), "invalid regular expression"),
         (("--since", "1h", "--until", "2h"), "--since must be before --until"),
+        (("--limit", "-1"), "--limit must be 0 or more"),
     ]:
-        result = run_portal("logs", *args)
-        assert result.returncode == 1, result.stderr
-        assert text in result.stderr and "Traceback" not in result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1
+        code, out, err = portal_logs(*args)
+        assert code == 1 and out == "", err
+        assert err.startswith("error: ") and text in err
+        assert len(err.strip().splitlines()) == 1
 
 
 # -- REST endpoint -----------------------------------------------------------------------------
@@ -329,8 +366,9 @@ def test_million_line_query_streams_in_bounded_memory(cfg: Settings) -> None:
             (host, host, n),
         )
     try:
+        cli = portal_cmd("logs", "--host", host, "--component", "l1-*", "--since", "2h")
         proc = subprocess.Popen(
-            portal_cmd("logs", "--host", host, "--component", "l1-*", "--since", "2h"),
+            [sys.executable, "-c", MEASURE, *cli],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=REPO,
@@ -343,12 +381,11 @@ def test_million_line_query_streams_in_bounded_memory(cfg: Settings) -> None:
             lines += chunk.count(b"\n")
             last = (last + chunk)[-200:]
         err = proc.stderr.read().decode()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        assert proc.returncode == 0, err
+        assert proc.wait() == 0, err
         assert lines == n
         assert last.endswith(f"received packet batch {n} ok\n".encode())  # oldest first
-        assert usage.ru_maxrss < RSS_BOUND_KB, f"peak RSS {usage.ru_maxrss} KB"
+        peak_kb = int(err.strip().splitlines()[-1].removeprefix("peak_rss_kb="))
+        assert peak_kb < RSS_BOUND_KB, f"peak RSS {peak_kb} KB"
     finally:
         with psycopg.connect(db_engine.libpq_dsn(cfg.database_url), autocommit=True) as conn:
             conn.execute("DELETE FROM log_lines WHERE host = %s", (host,))
