@@ -76,8 +76,8 @@ def _flush(url: str, table: str, columns: tuple[str, ...], rows: list[tuple]) ->
     if not rows:
         return 0
     with connect_raw(url, autocommit=True) as conn:
-        if table not in ENFORCED_KEYS:  # no unique index: de-duplicate on the key every time
-            with conn.transaction():
+        if table not in ENFORCED_KEYS and _overlaps(conn, table, rows):
+            with conn.transaction():  # no unique index: de-duplicate on the key (slower)
                 copy_rows(conn, table, columns, rows, dedupe=True)
             return len(rows)
         try:  # plain COPY first (fast); a re-run hits the unique key and de-duplicates instead
@@ -87,6 +87,17 @@ def _flush(url: str, table: str, columns: tuple[str, ...], rows: list[tuple]) ->
             with conn.transaction():
                 copy_rows(conn, table, columns, rows, dedupe=True)
     return len(rows)
+
+
+def _overlaps(conn: psycopg.Connection, table: str, rows: list[tuple]) -> bool:
+    """Whether any stored row of these hosts falls in the batch's time span (a re-run)."""
+    times = [r[0] for r in rows]
+    hosts = sorted({r[1] for r in rows})
+    found = conn.execute(
+        f"SELECT 1 FROM {table} WHERE time BETWEEN %s AND %s AND host = ANY(%s) LIMIT 1",
+        (min(times), max(times), hosts),
+    ).fetchone()
+    return found is not None
 
 
 def seed(
