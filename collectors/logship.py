@@ -259,12 +259,14 @@ class Shipper:
         else:  # continuation or timestamp-less line: deterministic, from the saved state
             when = datetime.fromtimestamp(max(last or 0.0, self.clock), UTC)
         labels = parsed.labels
+        host, component = self.host, entry.component
         if labels:
-            host = str(labels.pop("host", None) or self.host)
-            component = str(labels.pop("component", None) or entry.component)
+            host = str(labels.pop("host", None) or host)
+            component = str(labels.pop("component", None) or component)
+        if labels:
             labels_json = json.dumps({**labels, "file": entry.path})
         else:  # the common case: one JSON text per file, built once
-            host, component, labels_json = self.host, entry.component, self._file_labels(entry)
+            labels_json = self._file_labels(entry)
         # ISO text, not datetime: the spool's JSON and COPY both take it as is, cheaply
         stamp = when.isoformat()
         row = (stamp, host, component, parsed.level, parsed.message, labels_json, entry.key, seq)
