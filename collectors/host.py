@@ -163,7 +163,7 @@ def run(
     finally:
         server.shutdown()
         server.server_close()
-        writer.close(timeout=10)
+        writer.close(timeout=10 if writer.last_error is None else 1)  # all of it is spooled
         if counts is not None:
             counts.close()
         REGISTRY.unregister(collector)
