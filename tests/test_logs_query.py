@@ -92,6 +92,8 @@ def test_since_and_level_parsing() -> None:
     assert lq.parse_when("3d", now) == now - timedelta(days=3)
     assert lq.parse_when("2026-12-01T06:00:00", now) == datetime(2026, 12, 1, 6, tzinfo=UTC)
     assert lq.parse_when("2026-12-01T07:00:00+01:00", now) == datetime(2026, 12, 1, 6, tzinfo=UTC)
+    unencoded_plus = lq.parse_when("2026-12-01T07:00:00 01:00", now)  # '+' lost in a URL
+    assert unencoded_plus == datetime(2026, 12, 1, 6, tzinfo=UTC)
     with pytest.raises(lq.PortalError, match="neither a duration"):
         lq.parse_when("yesterday-ish", now)
     assert lq.parse_level("warn") == "WARNING"

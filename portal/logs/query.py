@@ -25,6 +25,7 @@ from portal.logs.selector import Selector
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LEVEL_ALIASES = {"WARN": "WARNING", "ERR": "ERROR", "FATAL": "CRITICAL", "CRIT": "CRITICAL"}
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)$")
+_PLUS_LOST = re.compile(r"(T[\d:.]+) (\d\d:?\d\d)$")
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 _COLUMNS = {"host", "component", "level"}
 ORDER = "time, source, seq"
@@ -66,6 +67,7 @@ def parse_when(raw: str, now: datetime | None = None, what: str = "--since") -> 
     match = _DURATION.match(text.lower())
     if match:
         return now - timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    text = _PLUS_LOST.sub(r"\1+\2", text)  # "+01:00" arrives as " 01:00" in unencoded URLs
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
