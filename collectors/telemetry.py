@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.error import URLError
@@ -375,8 +375,3 @@ class TelemetryLogHandler(logging.Handler):
         with contextlib.suppress(Exception):
             self.writer.close()
         super().close()
-
-
-def declare_all(tel: Telemetry, specs: Iterable[tuple[str, str, str, Sequence[str]]]) -> dict:
-    """Declare several metrics at once from ``(kind, name, help, labels)`` tuples."""
-    return {name: tel._declare(kind, name, help, labels) for kind, name, help, labels in specs}
