@@ -117,6 +117,7 @@ class Sim:
             for i, b in enumerate(self.beams)
         }
         self.loss_until = {b: start for b in self.beams}
+        self.burst_lag = {b: 0.0 for b in self.beams}
         self.capacity = (
             (L1_BYTES_PER_DAY + RFI_BYTES_PER_DAY) * self.scale * 30 / max(1, len(self.storage))
         )
@@ -193,6 +194,7 @@ class Sim:
             packets = got / PACKET_BYTES
             if self.loss_until[b] <= mid and rng.random() < dt / (86400.0 * 2):
                 self.loss_until[b] = mid + timedelta(minutes=rng.uniform(5, 30))
+                self.burst_lag[b] = rng.choice((20.0, 20.0, 20.0, 90.0))  # some fall far behind
                 out.beam_events.append(
                     (stamp(mid), b, "packet_loss", 0.02, {"host": h, "reason": "switch port flap"})
                 )
@@ -201,7 +203,7 @@ class Sim:
             self.add(h, "l1", "obs_l1_packets_received_total", round(packets * (1 - loss)), beam=b)
             self.add(h, "l1", "obs_l1_packets_lost_total", round(packets * loss), beam=b)
             self.set(h, "l1", "obs_l1_rfi_masked_ratio", rfi_ratio(mid, rng), beam=b)
-            lag = abs(rng.gauss(0.8, 0.3)) + (20.0 if self.loss_until[b] > mid else 0.0)
+            lag = abs(rng.gauss(0.8, 0.3)) + (self.burst_lag[b] if self.loss_until[b] > mid else 0)
             self.set(h, "l1", "obs_l1_lag_seconds", lag, beam=b)
             if rng.random() < dt / (6 * 3600.0):  # a DM adjustment every ~6 h per beam
                 old = self.max_dm[b]
