@@ -108,10 +108,15 @@ def _from_match(match: re.Match[str]) -> datetime | None:
 
 def parse_line(line: str) -> Parsed:
     """Pick the format by shape: ``{`` starts JSON, ``key=value`` pairs are logfmt, else text."""
+    if "\x00" in line:  # PostgreSQL text cannot hold NUL: one such byte would sink a batch
+        line = line.replace("\x00", "\ufffd")
     stripped = line.strip()
     if stripped.startswith("{"):
         parsed = _parse_json(stripped)
         if parsed is not None:
+            if "\\u0000" in stripped:  # a JSON-escaped NUL decodes to one
+                parsed.message = parsed.message.replace("\x00", "\ufffd")
+                parsed.labels = json.loads(json.dumps(parsed.labels).replace("\\u0000", "\ufffd"))
             return parsed
     if "=" in stripped:
         parsed = _parse_logfmt(stripped)

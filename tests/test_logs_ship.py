@@ -146,6 +146,8 @@ def test_parse_json_logfmt_and_plain_text() -> None:
     cont = parse_line('  File "x.py", line 3, in <module>')
     assert cont.time is None and cont.message == '  File "x.py", line 3, in <module>'
     assert parse_line("a sentence with x=1 in it").message == "a sentence with x=1 in it"
+    nul = parse_line('{"msg": "a\\u0000b", "k": "\\u0000"}')  # PostgreSQL text has no NUL
+    assert (nul.message, nul.labels) == ("a\ufffdb", {"k": "\ufffd"})
 
 
 def test_sources_setting() -> None:
@@ -170,6 +172,7 @@ def test_rotation_and_truncation_deliver_every_line_once(
     expected: list[str] = []
     try:
         first = stamped("first", 300)
+        first[7] += " with a NUL \x00 byte"  # PostgreSQL text cannot hold NUL
         write(log, first)
         expected += first
         shipper.start()
