@@ -406,7 +406,8 @@ class LokiForwarder:
     "sources",
     multiple=True,
     metavar="GLOB[=COMPONENT]",
-    help="Files to tail (repeatable); default PORTAL_LOG_SOURCES, else <data_dir>/log/*.log.",
+    help="Files to tail (repeatable); default PORTAL_LOG_SOURCES, else the stack's logs "
+    "(<data_dir>/log/*.log and <data_dir>/log/*/*.log).",
 )
 @click.option("--poll", type=float, default=0.5, show_default=True, help="Seconds between scans.")
 @click.option("--once", is_flag=True, help="Ship what the files hold now, then exit.")
