@@ -110,13 +110,13 @@ class HostCollector(Collector):
         return now, len(rows)
 
 
-def register_self(cfg: Settings, host: str, address: str, port: int) -> None:
+def register_self(cfg: Settings, host: str, address: str, port: int, role: str) -> None:
     """Put this host in the inventory when missing, so Prometheus finds it without help."""
     from portal import inventory
 
     try:
         if inventory.get_host(cfg, host) is None:
-            inventory.add_host(cfg, host, role="compute", address=address, collector_port=port)
+            inventory.add_host(cfg, host, role=role, address=address, collector_port=port)
     except Exception as exc:  # a database outage must not stop the collector from starting
         log.warning("host collector: could not register %s (%s)", host, str(exc).splitlines()[0])
 
@@ -131,6 +131,7 @@ def run(
     advertise: str,
     count_file: Path | None,
     stop: threading.Event,
+    role: str = "compute",
 ) -> None:
     """Serve and sample until ``stop`` is set; then flush (what is left stays spooled)."""
     settings.check_port_free("PORTAL_COLLECTOR_PORT", bind, port)
@@ -148,7 +149,7 @@ def run(
     REGISTRY.register(collector)
     server, _thread = start_http_server(port, addr=bind, registry=REGISTRY)
     if register:
-        register_self(cfg, host, advertise, port)
+        register_self(cfg, host, advertise, port, role)
     counts = open(count_file, "a") if count_file else None  # noqa: SIM115 - lives with the loop
     log.info("host collector for %s on %s:%d every %.1fs", host, bind, port, interval)
     try:
@@ -182,6 +183,7 @@ def run(
 )
 @click.option("--register/--no-register", default=True, help="Add this host to the inventory.")
 @click.option("--advertise", default="127.0.0.1", show_default=True, help="Address to register.")
+@click.option("--role", default="compute", show_default=True, help="Role to register.")
 @click.option("--count-file", type=click.Path(path_type=Path), default=None, hidden=True)
 def command(
     port: int | None,
@@ -190,6 +192,7 @@ def command(
     interval: float,
     register: bool,
     advertise: str,
+    role: str,
     count_file: Path | None,
 ) -> None:
     """Sample this host (CPU, memory, disks, network, components) for Prometheus and the DB."""
@@ -207,4 +210,5 @@ def command(
         advertise,
         count_file,
         stop,
+        role,
     )
