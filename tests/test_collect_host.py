@@ -51,13 +51,14 @@ def test_collector_serves_prometheus_and_database(stack: Settings, database_url:
         assert wait_until(
             lambda: _get(_scrape(port), "obs_process_up", component="beamformer") == 1.0, 30
         )
+        spool = lambda: _get(_scrape(port), "portal_spool_bytes", writer="host-collector")  # noqa: E731
+        assert wait_until(lambda: spool() is not None, 30)  # after the write path's first pass
         s = _scrape(port)
         total = _get(s, "obs_host_memory_total_bytes", host=host)
         assert total is not None and total > 0
         assert _get(s, "obs_host_cpu_usage_ratio", cpu="total") is not None
         assert _get(s, "obs_host_filesystem_size_bytes") is not None
         assert (_get(s, "obs_process_resident_memory_bytes", component="beamformer") or 0) > 0
-        assert _get(s, "portal_spool_bytes", writer="host-collector") is not None
         assert _get(s, "portal_spool_oldest_age_seconds", writer="host-collector") is not None
 
         prom = Prometheus(stack.prometheus_url)
