@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--storage-nodes", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # progress in logs
 
     server = os.environ.get("PORTAL_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     url = (
