@@ -13,10 +13,24 @@ def layout(time_range: ql.TimeRange, beam: int | None = None, bins: int = 72):
     df = ql.sql(
         "SELECT ra_deg, dec_deg FROM pointings WHERE time >= :start AND time < :end "
         "AND (CAST(:beam AS int) IS NULL OR beam = :beam)",
-        start=time_range.start, end=time_range.end, beam=beam,
+        start=time_range.start,
+        end=time_range.end,
+        beam=beam,
     )
-    fig = go.Figure(go.Histogram2d(x=df["ra_deg"], y=df["dec_deg"], nbinsx=bins, nbinsy=bins // 2,
-                                   colorscale="Viridis", colorbar={"title": "pointings"}))
-    fig.update_layout(title=f"{len(df)} pointings", xaxis={"title": "RA (deg)", "range": [360, 0]},
-                      yaxis={"title": "Dec (deg)", "range": [-90, 90]}, height=500)
+    fig = go.Figure(
+        go.Histogram2d(
+            x=df["ra_deg"],
+            y=df["dec_deg"],
+            nbinsx=bins,
+            nbinsy=bins // 2,
+            colorscale="Viridis",
+            colorbar={"title": "pointings"},
+        )
+    )
+    fig.update_layout(
+        title=f"{len(df)} pointings",
+        xaxis={"title": "RA (deg)", "range": [360, 0]},
+        yaxis={"title": "Dec (deg)", "range": [-90, 90]},
+        height=500,
+    )
     return dcc.Graph(figure=fig, id="pointing-density-graph")

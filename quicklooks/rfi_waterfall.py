@@ -15,11 +15,26 @@ def layout(time_range: ql.TimeRange, buckets: int = 120):
         "SELECT date_bin(CAST(:width AS interval), time, timestamp '2000-01-01') AS t, beam, "
         "avg(rfi_fraction) AS rfi FROM pointings WHERE time >= :start AND time < :end "
         "AND rfi_fraction IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
-        width=f"{width} seconds", start=time_range.start, end=time_range.end,
+        width=f"{width} seconds",
+        start=time_range.start,
+        end=time_range.end,
     )
     grid = df.pivot(index="beam", columns="t", values="rfi")
-    fig = go.Figure(go.Heatmap(z=grid.values, x=grid.columns, y=grid.index, zmin=0, zmax=1,
-                               colorscale="Inferno", colorbar={"title": "masked"}))
-    fig.update_layout(title="RFI-masked fraction", xaxis={"range": [time_range.start, time_range.end], "type": "date"},
-                      yaxis={"title": "beam"}, height=500)
+    fig = go.Figure(
+        go.Heatmap(
+            z=grid.values,
+            x=grid.columns,
+            y=grid.index,
+            zmin=0,
+            zmax=1,
+            colorscale="Inferno",
+            colorbar={"title": "masked"},
+        )
+    )
+    fig.update_layout(
+        title="RFI-masked fraction",
+        xaxis={"range": [time_range.start, time_range.end], "type": "date"},
+        yaxis={"title": "beam"},
+        height=500,
+    )
     return dcc.Graph(figure=fig, id="rfi-waterfall-graph")

@@ -32,10 +32,14 @@ obs_l1_received_bytes_total{beam="0"} 123456789
 @pytest.fixture(scope="module")
 def pushed(stack: Settings) -> Settings:
     """Metrics in the real Pushgateway, scraped by the real Prometheus (polled, not slept)."""
-    httpx.put(f"{stack.pushgateway_url}/metrics/job/webtest/host/cn01", content=PUSHED).raise_for_status()
+    httpx.put(
+        f"{stack.pushgateway_url}/metrics/job/webtest/host/cn01", content=PUSHED
+    ).raise_for_status()
 
     def scraped() -> bool:
-        r = httpx.get(f"{stack.prometheus_url}/api/v1/query", params={"query": "obs_hhat_stacks_pending"})
+        r = httpx.get(
+            f"{stack.prometheus_url}/api/v1/query", params={"query": "obs_hhat_stacks_pending"}
+        )
         return bool(r.json()["data"]["result"])
 
     assert wait_until(scraped, 60, interval=0.5), "Prometheus never scraped the Pushgateway"
@@ -76,8 +80,10 @@ def test_every_page_and_quicklook_renders_without_console_errors(
     paths = [p["path"] for p in pages if p["path"] != "/host"] + ["/hosts/cn01"]
     assert {"/", "/hosts", "/components", "/events", "/quicklooks"} <= set(paths)
     assert {p["name"] for p in pages if p["section"] == "quicklooks"} >= {
-        "Pointing density (RA/Dec)", "RFI waterfall (beam x time)",
-        "Beam data rate (10 M points)", "Hhat backlog and candidates",
+        "Pointing density (RA/Dec)",
+        "RFI waterfall (beam x time)",
+        "Beam data rate (10 M points)",
+        "Hhat backlog and candidates",
     }
     browser.console_errors()
     for path in paths:
@@ -90,8 +96,12 @@ def test_every_page_and_quicklook_renders_without_console_errors(
     assert "l1-beam0" in visit(browser, portal.url + "/components")
     assert "Hhat daily stacks" in browser.page_text()  # backlog from Prometheus
     text = visit(browser, portal.url + "/")
-    browser.wait(lambda: browser.js("return document.getElementById('tile-backlog').innerText")
-                 == "4 stacks", what="the backlog tile from Prometheus")
+    browser.wait(
+        lambda: (
+            browser.js("return document.getElementById('tile-backlog').innerText") == "4 stacks"
+        ),
+        what="the backlog tile from Prometheus",
+    )
     assert "2 up / 1 down" in text
     assert graph_title(browser, "overview-l1-rate") == "L1 data rate, last 6h"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -102,16 +112,25 @@ def test_time_range_picker_updates_graph_and_url(portal: PortalProcess, browser:
     from selenium.webdriver.common.by import By
 
     visit(browser, portal.url + "/?range=6h")
-    graph_range = "return document.querySelector('#overview-l1-rate .js-plotly-plot').layout.xaxis.range"
+    graph_range = (
+        "return document.querySelector('#overview-l1-rate .js-plotly-plot').layout.xaxis.range"
+    )
     before = browser.wait(lambda: browser.js(graph_range), what="the L1 rate graph")
     browser.driver.find_element(By.CSS_SELECTOR, "#portal-range").click()
-    browser.wait(lambda: [o for o in browser.driver.find_elements(By.CSS_SELECTOR, "[role=option]")
-                          if o.text == "last 24h"])[0].click()
+    browser.wait(
+        lambda: [
+            o
+            for o in browser.driver.find_elements(By.CSS_SELECTOR, "[role=option]")
+            if o.text == "last 24h"
+        ]
+    )[0].click()
     browser.wait(lambda: "range=24h" in browser.driver.current_url, what="range in the URL")
     after = browser.wait(lambda: (r := browser.js(graph_range)) != before and r, what="new range")
     assert after != before
     assert "L1 data rate, last 24h" in browser.page_text()
-    hosts_href = browser.js("return document.querySelector('a[href^=\"/hosts\"]').getAttribute('href')")
+    hosts_href = browser.js(
+        "return document.querySelector('a[href^=\"/hosts\"]').getAttribute('href')"
+    )
     assert hosts_href == "/hosts?range=24h"  # navigation keeps the range: links can be shared
     assert browser.console_errors() == []
 
@@ -147,16 +166,21 @@ def test_resampled_quicklook_zooms_statelessly_across_workers(
     for _ in range(3):
         drag = browser.driver.find_element(By.CSS_SELECTOR, "#bdr-graph .nsewdrag")
         w = drag.size["width"]
-        ActionChains(browser.driver).move_to_element_with_offset(drag, -w // 4, 0).click_and_hold(
-        ).move_by_offset(w // 4, 0).move_by_offset(w // 4, 0).release().perform()
+        ActionChains(browser.driver).move_to_element_with_offset(
+            drag, -w // 4, 0
+        ).click_and_hold().move_by_offset(w // 4, 0).move_by_offset(w // 4, 0).release().perform()
         browser.wait(lambda: in_view() < shown[-1], what="re-aggregated zoom")
         shown.append(in_view())
     assert shown[-1] < shown[0] // 4, shown
     assert browser.console_errors() == []
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     visit(browser, portal.url + "/quicklooks/rfi_waterfall?range=24h")
-    browser.wait(lambda: browser.js("return !!document.querySelector('#rfi-waterfall-graph .hm')"
-                                    " || !!document.querySelector('#rfi-waterfall-graph .heatmaplayer')"))
+    browser.wait(
+        lambda: browser.js(
+            "return !!document.querySelector('#rfi-waterfall-graph .hm')"
+            " || !!document.querySelector('#rfi-waterfall-graph .heatmaplayer')"
+        )
+    )
     browser.driver.save_screenshot(str(SCREENSHOTS / "quicklook.png"))
 
 
@@ -167,8 +191,11 @@ def test_healthz_and_metrics_across_workers(portal: PortalProcess) -> None:
     for _ in range(6):
         assert httpx.get(f"{portal.url}/api/pages").status_code == 200
     text = httpx.get(f"{portal.url}/metrics").text
-    served = [line for line in text.splitlines()
-              if line.startswith('portal_http_requests_total{route="/api/pages",status="200"}')]
+    served = [
+        line
+        for line in text.splitlines()
+        if line.startswith('portal_http_requests_total{route="/api/pages",status="200"}')
+    ]
     assert served and float(served[0].split()[-1]) >= 6  # summed over both workers' files
 
 
@@ -177,20 +204,34 @@ def test_degraded_mode_every_page_answers_and_names_the_source(
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     tmp = shared_tmpdir("portal-degraded-")
-    env = {"PORTAL_PROMETHEUS_URL": dead, "PORTAL_WEB_BIND": f"127.0.0.1:{free_port()}",
-           "PORTAL_WEB_WORKERS": "1", "PORTAL_DATA_DIR": str(tmp / "var")}
+    env = {
+        "PORTAL_PROMETHEUS_URL": dead,
+        "PORTAL_WEB_BIND": f"127.0.0.1:{free_port()}",
+        "PORTAL_WEB_WORKERS": "1",
+        "PORTAL_DATA_DIR": str(tmp / "var"),
+    }
     with PortalProcess(env, tmp / "web.log") as portal:
         assert httpx.get(f"{portal.url}/healthz").json()["backends"]["prometheus"]["ok"] is False
-        for path in ("/", "/hosts", "/hosts/cn01", "/components", "/events", "/quicklooks",
-                     "/quicklooks/hhat_candidates"):
+        for path in (
+            "/",
+            "/hosts",
+            "/hosts/cn01",
+            "/components",
+            "/events",
+            "/quicklooks",
+            "/quicklooks/hhat_candidates",
+        ):
             assert httpx.get(portal.url + path).status_code == 200
             text = visit(browser, portal.url + path)
             if path not in ("/events", "/quicklooks"):
                 assert "Prometheus unavailable" in text, f"{path}: {text[:800]}"
             assert browser.js("return document.querySelectorAll('.portal-error-card').length") == 0
         assert "cn01" in visit(browser, portal.url + "/hosts")  # database parts still shown
-    db_env = {**env, "PORTAL_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/x",
-              "PORTAL_WEB_BIND": f"127.0.0.1:{free_port()}"}
+    db_env = {
+        **env,
+        "PORTAL_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/x",
+        "PORTAL_WEB_BIND": f"127.0.0.1:{free_port()}",
+    }
     with PortalProcess(db_env, tmp / "web2.log") as portal:
         for path in ("/", "/hosts", "/components", "/quicklooks/rfi_waterfall"):
             assert httpx.get(portal.url + path).status_code == 200

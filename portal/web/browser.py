@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -66,8 +67,12 @@ class PortalProcess:
             return ""
 
     def stop(self) -> None:
+        """SIGINT (gunicorn's quick shutdown: no wait for idle keep-alive connections)."""
         if self.proc is not None:
-            stop(self.proc.pid, timeout=15)
+            if self.proc.poll() is None:
+                os.kill(self.proc.pid, signal.SIGINT)
+            if not wait_until(lambda: self.proc is None or self.proc.poll() is not None, 15):
+                stop(self.proc.pid, timeout=15)
             self.proc.wait(timeout=5)
             self.proc = None
 

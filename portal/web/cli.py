@@ -61,7 +61,9 @@ def new(name: str, folder: Path | None, force: bool) -> None:
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", name):
         raise PortalError(f"quicklook name {name!r} must be a Python identifier like rfi_beams")
     cfg = settings.get()
-    target_dir = folder or (cfg.quicklooks_path[0] if cfg.quicklooks_path else loader.REPO_QUICKLOOKS)
+    target_dir = folder or (
+        cfg.quicklooks_path[0] if cfg.quicklooks_path else loader.REPO_QUICKLOOKS
+    )
     target = target_dir / f"{name}.py"
     if target.exists() and not force:
         raise PortalError(f"{target} already exists (use --force to overwrite)")

@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-
 from sqlalchemy.engine import make_url
 
 from portal.db.engine import is_reachable, sqlalchemy_url

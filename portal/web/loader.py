@@ -79,7 +79,9 @@ def _import(file: Path, module_name: str) -> ModuleType:
     try:
         spec.loader.exec_module(module)
         clash = [
-            c["output"] for c in _callback.GLOBAL_CALLBACK_LIST[n_callbacks:] if c["output"] in known
+            c["output"]
+            for c in _callback.GLOBAL_CALLBACK_LIST[n_callbacks:]
+            if c["output"] in known
         ]
         if clash:
             raise PortalError(f"callback output {clash[0]} is already used by another page")
@@ -164,7 +166,7 @@ def _wrap(page: Page, fn: Callable[..., Any] | None) -> Callable[..., Any]:
                 body,
             ],
             className="portal-page",
-            **{"data-page": page.name},
+            **{"data-page": page.name},  # type: ignore[arg-type]
         )
 
     return layout
@@ -177,7 +179,7 @@ def _broken(page: Page, exc: BaseException) -> Callable[..., Any]:
         return html.Div(
             [html.H2(page.title, className="portal-page-title"), card],
             className="portal-page",
-            **{"data-page": page.name},
+            **{"data-page": page.name},  # type: ignore[arg-type]
         )
 
     return layout

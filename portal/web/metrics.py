@@ -28,7 +28,9 @@ LATENCY = Histogram(
     "portal_http_request_duration_seconds", "Time to answer an HTTP request", ["route"]
 )
 PAGES = Gauge(
-    "portal_pages", "Pages loaded, by section and state", ["section", "state"],
+    "portal_pages",
+    "Pages loaded, by section and state",
+    ["section", "state"],
     multiprocess_mode="liveall",
 )
 PAGE_ERRORS = Counter(
@@ -62,7 +64,7 @@ def install(server: flask.Flask) -> None:
     def metrics() -> flask.Response:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            multiprocess.MultiProcessCollector(registry)
             body = generate_latest(registry)
         else:
             body = generate_latest(REGISTRY)

@@ -38,9 +38,14 @@ def snapshot(folders: list[Path]) -> dict[str, tuple[int, int]]:
     return state
 
 
-def watch(folders: list[Path], on_change: Any, stop: threading.Event) -> None:
+def watch(
+    folders: list[Path],
+    on_change: Any,
+    stop: threading.Event,
+    before: dict[str, tuple[int, int]] | None = None,
+) -> None:
     """Call ``on_change(changed_files)`` whenever a plugin file appears, changes or goes."""
-    before = snapshot(folders)
+    before = snapshot(folders) if before is None else before
     while not stop.wait(POLL_SECONDS):
         now = snapshot(folders)
         if now != before:
@@ -49,7 +54,7 @@ def watch(folders: list[Path], on_change: Any, stop: threading.Event) -> None:
             on_change(sorted({name for name, _ in changed}))
 
 
-class PortalServer(BaseApplication):  # type: ignore[misc]
+class PortalServer(BaseApplication):
     """gunicorn configured from settings, serving ``create_app(cfg)`` in each worker."""
 
     def __init__(self, cfg: Settings, extra: dict[str, Any] | None = None) -> None:
@@ -99,7 +104,7 @@ def _child_exit(_server: Any, worker: Any) -> None:
     """Drop a dead worker's live gauges from the multiprocess metrics."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def prepare_metrics_dir(cfg: Settings) -> Path:

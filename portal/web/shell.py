@@ -21,7 +21,9 @@ LOCATION = "_pages_location"  # the dcc.Location that Dash pages routes on
 
 def _nav_link(page: Page) -> Any:
     cls = "portal-nav-link" + (" portal-nav-broken" if page.error else "")
-    return dcc.Link(page.title, href=page.path, className=cls, id={"type": "portal-nav", "path": page.path})
+    return dcc.Link(
+        page.title, href=page.path, className=cls, id={"type": "portal-nav", "path": page.path}
+    )
 
 
 def layout(pages: list[Page]) -> html.Div:
@@ -68,7 +70,9 @@ def layout(pages: list[Page]) -> html.Div:
             html.Div(
                 [
                     html.Span("Quicklooks:", className="portal-section-label"),
-                    html.Nav([_nav_link(p) for p in plugins], className="portal-nav portal-quicklooks"),
+                    html.Nav(
+                        [_nav_link(p) for p in plugins], className="portal-nav portal-quicklooks"
+                    ),
                 ],
                 className="portal-subheader",
             ),
@@ -83,25 +87,25 @@ def layout(pages: list[Page]) -> html.Div:
 def _range_params(search: str | None) -> tuple[dict[str, str], dict[str, str]]:
     """Split a query string into the picker's keys and everything else."""
     pairs = dict(parse_qsl((search or "").lstrip("?"), keep_blank_values=True))
-    picked = {k: pairs.pop(k) for k in ("range", "from", "to") if k in pairs}
+    picked: dict[str, str] = {k: pairs.pop(k) for k in ("range", "from", "to") if k in pairs}
     return picked, pairs
 
 
 def register(app: dash.Dash) -> None:
     """Attach the picker callback to ``app`` (not to Dash's global list, which pages share)."""
     app.callback(
-    Output(LOCATION, "search"),
-    Output("portal-range", "value"),
-    Output("portal-from", "value"),
-    Output("portal-to", "value"),
-    Output(ql.TIME_RANGE, "data"),
-    Output({"type": "portal-nav", "path": ALL}, "href"),
-    Output("portal-range-error", "children"),
-    Input(LOCATION, "search"),
-    Input("portal-range", "value"),
-    Input("portal-range-apply", "n_clicks"),
-    State("portal-from", "value"),
-    State("portal-to", "value"),
+        Output(LOCATION, "search"),
+        Output("portal-range", "value"),
+        Output("portal-from", "value"),
+        Output("portal-to", "value"),
+        Output(ql.TIME_RANGE, "data"),
+        Output({"type": "portal-nav", "path": ALL}, "href"),
+        Output("portal-range-error", "children"),
+        Input(LOCATION, "search"),
+        Input("portal-range", "value"),
+        Input("portal-range-apply", "n_clicks"),
+        State("portal-from", "value"),
+        State("portal-to", "value"),
     )(sync_range)
 
 

@@ -57,13 +57,19 @@ def table(
     links = links or {}
 
     def cell(col: str, value: Any) -> Any:
-        text = "–" if value is None or (not isinstance(value, list | dict) and pd.isna(value)) else value
+        text = (
+            "–"
+            if value is None or (not isinstance(value, list | dict) and pd.isna(value))
+            else value
+        )
         return html.Td(dcc.Link(str(text), href=links[col](value)) if col in links else str(text))
 
     return html.Table(
         [
             html.Thead(html.Tr([html.Th(c) for c in df.columns])),
-            html.Tbody([html.Tr([cell(c, row[c]) for c in df.columns]) for _, row in df.iterrows()]),
+            html.Tbody(
+                [html.Tr([cell(c, row[c]) for c in df.columns]) for _, row in df.iterrows()]
+            ),
         ],
         className="portal-table",
         id=table_id,

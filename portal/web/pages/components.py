@@ -30,10 +30,16 @@ def _up() -> dict[tuple[str, str], float]:
 def _backlog() -> Any:
     stacks = ql.promql("sum by (stack) (obs_hhat_stacks_pending)")
     lag = ql.promql("max by (beam) (obs_l1_lag_seconds)")
-    rows = [{"queue": f"Hhat {r.stack} stacks", "backlog": int(r.value)}
-            for r in stacks.itertuples()] if "stack" in stacks else []
-    rows += [{"queue": f"beam {r.beam} lag", "backlog": f"{r.value:.1f} s"}
-             for r in lag.itertuples()] if "beam" in lag else []
+    rows = (
+        [{"queue": f"Hhat {r.stack} stacks", "backlog": int(r.value)} for r in stacks.itertuples()]
+        if "stack" in stacks
+        else []
+    )
+    rows += (
+        [{"queue": f"beam {r.beam} lag", "backlog": f"{r.value:.1f} s"} for r in lag.itertuples()]
+        if "beam" in lag
+        else []
+    )
     return ui.table(pd.DataFrame(rows), "components-backlog", empty="no backlog metrics yet")
 
 
@@ -52,8 +58,9 @@ def layout(time_range: ql.TimeRange, **params: Any) -> html.Div:
     except ql.PortalError as err:
         notes.append(ql.unavailable(err))
     per_host = (
-        comps.pivot_table(index="name", columns="host", values="kind", aggfunc="count", fill_value=0)
-        .reset_index()
+        comps.pivot_table(
+            index="name", columns="host", values="kind", aggfunc="count", fill_value=0
+        ).reset_index()
         if not comps.empty
         else pd.DataFrame()
     )
@@ -61,8 +68,12 @@ def layout(time_range: ql.TimeRange, **params: Any) -> html.Div:
     for kind in ("real-time", "batch"):
         parts += [
             html.H3(f"{kind} components"),
-            ui.table(comps[comps["kind"] == kind], f"components-{kind}",
-                     links={"host": lambda h: f"/hosts/{h}"}, empty=f"no {kind} components"),
+            ui.table(
+                comps[comps["kind"] == kind],
+                f"components-{kind}",
+                links={"host": lambda h: f"/hosts/{h}"},
+                empty=f"no {kind} components",
+            ),
         ]
     parts += [html.H3("Instances per host"), ui.table(per_host, "components-per-host")]
     parts += [html.H3("Backlog"), ql.guard(_backlog)]

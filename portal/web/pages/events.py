@@ -29,7 +29,10 @@ def layout(time_range: ql.TimeRange, topic: str = "", **params: Any) -> html.Div
             dcc.Dropdown(
                 id="events-topic",
                 options=[{"label": "all topics", "value": ""}]
-                + [{"label": t, "value": t} for t in sorted({*choices, *([topic] if topic else [])})],
+                + [
+                    {"label": t, "value": t}
+                    for t in sorted({*choices, *([topic] if topic else [])})
+                ],
                 value=topic,
                 placeholder="topic (ops.* patterns work in the URL: ?topic=ops.*)",
                 style={"maxWidth": "30em"},
@@ -53,7 +56,10 @@ def refresh(topic: str | None, _tick: int | None, tr_data: dict[str, Any] | None
     df = ql.sql(
         "SELECT id, time, topic, source, payload::text AS payload FROM events "
         "WHERE topic LIKE :like AND time >= :start AND time < :end ORDER BY id DESC LIMIT :n",
-        like=like, start=tr.start, end=tr.end, n=LIMIT,
+        like=like,
+        start=tr.start,
+        end=tr.end,
+        n=LIMIT,
     )
     df["time"] = pd.to_datetime(df["time"]).astype(str).str[:19] if not df.empty else df["time"]
     return ui.table(df, "events-table", empty="no events in this range")

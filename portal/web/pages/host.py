@@ -29,7 +29,9 @@ def _figure(title: str, df: Any, tr: ql.TimeRange, graph_id: str) -> dcc.Graph:
         for key, part in df.groupby(group[0]) if group else [(title, df)]:
             fig.add_scatter(x=part["time"], y=part["value"], mode="lines", name=str(key))
     fig.update_layout(
-        title=title, height=260, xaxis={"range": [tr.start, tr.end], "type": "date"},
+        title=title,
+        height=260,
+        xaxis={"range": [tr.start, tr.end], "type": "date"},
         margin={"l": 50, "r": 20, "t": 40, "b": 30},
     )
     return dcc.Graph(figure=fig, id=graph_id)
@@ -47,16 +49,22 @@ def _database(name: str, tr: ql.TimeRange) -> Any:
         "SELECT date_bin(:bucket, time, timestamp '2000-01-01') AS time, avg(value) AS value "
         "FROM metric_samples WHERE host = :host AND name = 'obs_host_cpu_usage_ratio' "
         "AND labels->>'cpu' = 'total' AND time >= :start AND time < :end GROUP BY 1 ORDER BY 1",
-        host=name, start=tr.start, end=tr.end, bucket=f"{int(tr.step)} seconds",
+        host=name,
+        start=tr.start,
+        end=tr.end,
+        bucket=f"{int(tr.step)} seconds",
     )
     return _figure("CPU busy, stored samples (database)", df, tr, "host-db-cpu")
 
 
 def layout(time_range: ql.TimeRange, name: str = "", **params: Any) -> html.Div:
-    info = ql.guard(lambda: ui.table(
-        ql.sql("SELECT name, role, address, state FROM hosts WHERE name = :n", n=name),
-        "host-info", empty=f"host {name!r} is not in the inventory",
-    ))
+    info = ql.guard(
+        lambda: ui.table(
+            ql.sql("SELECT name, role, address, state FROM hosts WHERE name = :n", n=name),
+            "host-info",
+            empty=f"host {name!r} is not in the inventory",
+        )
+    )
     return html.Div(
         [
             html.H3(name),

@@ -61,6 +61,12 @@ def layout(time_range: ql.TimeRange, **params: Any) -> html.Div:
         )
     df = df[["host", "role", "state", "cpu", "memory", "disk", "components"]]
     suffix = "?" + time_range.query()
-    parts.append(ui.table(df, "hosts-table", links={"host": lambda h: f"/hosts/{h}{suffix}"},
-                          empty="no hosts registered yet (portal hosts add, or portal demo seed)"))
+    parts.append(
+        ui.table(
+            df,
+            "hosts-table",
+            links={"host": lambda h: f"/hosts/{h}{suffix}"},
+            empty="no hosts registered yet (portal hosts add, or portal demo seed)",
+        )
+    )
     return html.Div(parts)
