@@ -69,7 +69,7 @@ def layout(time_range: ql.TimeRange, name: str = "", **params: Any) -> html.Div:
         [
             html.H3(name),
             info,
-            html.A("Grafana", href=ui.grafana_link("obs-hosts") + f"?var-host={name}"),
+            html.A("Grafana", href=ui.grafana_link("obs-host") + f"?var-host={name}"),
             html.Div(ql.guard(lambda: _prometheus(name, time_range))),
             ql.guard(lambda: _database(name, time_range)),
         ]
