@@ -97,3 +97,9 @@ def test_watcher_reports_new_edited_and_removed_plugins() -> None:
             p.unlink()
         Path(folder).rmdir()
     assert all(files == [str(plugin)] for files in changes) and len(changes) == 3
+
+
+def test_logs_helper_delegates_to_the_logs_capability(cfg: Settings) -> None:
+    df = ql.logs(host="nowhere", limit=5)
+    assert list(df.columns)[:5] == ["time", "host", "component", "level", "message"]
+    assert df.empty
