@@ -391,3 +391,17 @@ def test_million_line_query_streams_in_bounded_memory(cfg: Settings) -> None:
     finally:
         with psycopg.connect(db_engine.libpq_dsn(cfg.database_url), autocommit=True) as conn:
             conn.execute("DELETE FROM log_lines WHERE host = %s", (host,))
+
+
+def test_api_logs_unreachable_database_is_503(
+    client: flask.testing.FlaskClient, cfg: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from portal import settings
+    from tests.conftest import free_port
+
+    dead = cfg.replace(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/none")
+    monkeypatch.setattr(settings, "get", lambda: dead)
+    resp = client.get("/api/logs", query_string={"host": "cn07"})
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 503 and body.startswith("error: PORTAL_DATABASE_URL: cannot")
+    assert len(body.strip().splitlines()) == 1

@@ -7,6 +7,7 @@ tail, remembering what it printed so nothing is shown twice.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -15,10 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import sqlalchemy.exc
 from psycopg import sql
 
-from portal.db.engine import connect_raw
-from portal.errors import PortalError
+from portal.db.engine import describe_unreachable, get_engine
+from portal.errors import DatabaseUnavailable, PortalError
 from portal.logs.format import Record
 from portal.logs.selector import Selector
 
@@ -150,10 +152,21 @@ def statement(q: LogQuery) -> tuple[sql.Composed, list[Any]]:
     return stmt, params
 
 
+def _checkout(url: str) -> Any:
+    """A pooled connection: long-lived callers (web, bench) skip a connect per query."""
+    try:
+        return get_engine(url).raw_connection()
+    except sqlalchemy.exc.OperationalError as exc:
+        raise DatabaseUnavailable(describe_unreachable(url, exc.orig or exc)) from None
+    except psycopg.OperationalError as exc:  # raw_connection() does not always wrap it
+        raise DatabaseUnavailable(describe_unreachable(url, exc)) from None
+
+
 def stream(url: str, q: LogQuery, itersize: int = 5000) -> Iterator[Record]:
     """Every matching record, oldest first, fetched ``itersize`` rows at a time."""
     stmt, params = statement(q)
-    conn = connect_raw(url, autocommit=False)
+    pooled = _checkout(url)
+    conn: psycopg.Connection = pooled.driver_connection
     try:
         with conn.cursor(name="portal_logs") as cur:
             cur.itersize = itersize
@@ -165,7 +178,9 @@ def stream(url: str, q: LogQuery, itersize: int = 5000) -> Iterator[Record]:
             for row in cur:
                 yield Record._make(row)
     finally:
-        conn.close()
+        with contextlib.suppress(psycopg.Error):
+            conn.rollback()
+        pooled.close()  # back to the pool
 
 
 def follow(
