@@ -70,3 +70,10 @@ def test_defaults_are_valid_and_documented() -> None:
     assert readme.render(current) == current, (
         "README settings table is stale: run `portal settings table --write`"
     )
+
+
+def test_bad_option_is_clicks_one_line_usage_error() -> None:
+    result = run_portal("events", "tail", "--since", "notanumber")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "Invalid value for '--since'" in result.stderr
