@@ -88,7 +88,7 @@ def main() -> None:
                 "plain": (f"{portal.url}/quicklooks/plain_1m", "#plain-graph"),
             }
             link, graph = pages["resampled"]
-            for _ in range(3):  # warm the JS bundles and both workers' cached data source
+            for _ in range(4):  # warm the JS bundles and both workers' cached data source
                 first_render(browser, link, graph)
             times = {
                 key: [first_render(browser, *pages[key]) for _ in range(RUNS[key])] for key in pages

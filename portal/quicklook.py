@@ -193,7 +193,7 @@ def unavailable(err: PortalError) -> html.Div:
     return notice(str(err), kind="error")
 
 
-def guard(make: Callable[[], Any], source: str = "") -> Any:
+def guard(make: Callable[[], Any]) -> Any:
     """``make()``, or a notice when it raises ``PortalError`` (one dead backend blanks one part)."""
     try:
         return make()

@@ -184,6 +184,17 @@ def test_resampled_quicklook_zooms_statelessly_across_workers(
     browser.driver.save_screenshot(str(SCREENSHOTS / "quicklook.png"))
 
 
+def test_events_page_is_live(portal: PortalProcess, browser: Browser, database_url: str) -> None:
+    from portal import events
+
+    visit(browser, portal.url + "/events?range=1h")
+    browser.wait(lambda: browser.js("return !!document.getElementById('events-table')"))
+    assert "webtest.live" not in browser.page_text()
+    events.publish(database_url, "webtest.live", {"beam": 3}, source="pytest")
+    browser.wait(lambda: "webtest.live" in browser.page_text(), what="the new event on the page")
+    assert browser.console_errors() == []
+
+
 def test_healthz_and_metrics_across_workers(portal: PortalProcess) -> None:
     health = httpx.get(f"{portal.url}/healthz").json()
     assert health["status"] == "ok", health

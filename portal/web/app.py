@@ -97,9 +97,6 @@ def create_app(cfg: Settings) -> flask.Flask:
         on_error=on_error,
         title="obsportal",
         update_title=None,  # type: ignore[arg-type]  # None: keep the title while updating
-        # Load plotly.js with the page instead of after the first callback: graphs draw
-        # about a second sooner, and the bundle is cached by the browser after one visit.
-        eager_loading=True,
     )
     pages.extend(loader.load_all(cfg.quicklooks_path))
     for p in pages:
