@@ -148,6 +148,8 @@ def promql(
         end = end or datetime.now(UTC)
         if step is None:
             step = max(15.0, round((end - start).total_seconds() / 300))
+        if isinstance(step, int | float):
+            step = f"{float(step):g}s"  # Prometheus rejects "15.0s"
         for series in prom.query_range(query, start, end, step):
             for ts, val in series["values"]:
                 rows.append({**series["metric"], "time": float(ts), "value": float(val)})

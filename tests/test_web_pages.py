@@ -87,11 +87,12 @@ def test_every_page_and_quicklook_renders_without_console_errors(
     }
     browser.console_errors()
     for path in paths:
-        text = visit(browser, portal.url + path)
-        cards = browser.js("return document.querySelectorAll('.portal-error-card').length")
-        assert cards == 0, f"{path} shows an error card:\n{text[:2000]}"
-        assert "unavailable" not in text, f"{path}: {text[:500]}"
-        assert browser.console_errors() == [], path
+        for rng in ("1h", "7d"):  # short and long ranges: PromQL steps of 15 s and 2016 s
+            text = visit(browser, f"{portal.url}{path}?range={rng}")
+            bad = ".portal-error-card, .portal-notice"
+            cards = browser.js(f"return document.querySelectorAll('{bad}').length")
+            assert cards == 0, f"{path} shows an error or notice:\n{text[:2000]}"
+            assert browser.console_errors() == [], path
     assert "cn01" in visit(browser, portal.url + "/hosts")
     assert "l1-beam0" in visit(browser, portal.url + "/components")
     assert "Hhat daily stacks" in browser.page_text()  # backlog from Prometheus

@@ -72,6 +72,9 @@ class PortalServer(BaseApplication):
             "timeout": 60,
             "graceful_timeout": 10,
             "accesslog": None,
+            # gunicorn's control socket defaults to one path per user: two portals (tests,
+            # make run) would fight over it, and nothing here uses it.
+            "control_socket_disable": True,
             "loglevel": self.portal_cfg.log_level.lower(),
             "when_ready": self._when_ready,
             "child_exit": _child_exit,
