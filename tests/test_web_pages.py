@@ -136,6 +136,24 @@ def test_time_range_picker_updates_graph_and_url(portal: PortalProcess, browser:
     assert browser.console_errors() == []
 
 
+def test_custom_range_from_the_url_and_a_bad_one_gets_a_notice(
+    portal: PortalProcess, browser: Browser
+) -> None:
+    visit(browser, portal.url + "/?range=custom&from=2026-01-01T00:00&to=2026-01-02T12:00")
+    graph_range = (
+        "return document.querySelector('#overview-l1-rate .js-plotly-plot').layout.xaxis.range"
+    )
+    start, end = browser.wait(lambda: browser.js(graph_range), what="the L1 rate graph")
+    assert str(start).startswith("2026-01-01") and str(end).startswith("2026-01-02")
+    shown = browser.js("return document.getElementById('portal-from').value")
+    assert shown == "2026-01-01T00:00"  # the picker shows the range the link carries
+    visit(browser, portal.url + "/?range=custom&from=2026-01-02&to=2026-01-01")
+    assert "is not before end" in browser.wait(
+        lambda: browser.js("return document.getElementById('portal-range-error').innerText"),
+        what="the bad-range notice",
+    )
+
+
 def test_url_parameters_arrive_typed_and_bad_ones_get_a_notice(
     portal: PortalProcess, browser: Browser
 ) -> None:
