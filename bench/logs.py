@@ -152,7 +152,7 @@ def pct(values: list[float], p: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lines", type=int, default=2_000_000, help="the issue's figure: 10000000")
+    ap.add_argument("--lines", type=int, default=10_000_000, help="2000000 for a quick run")
     ap.add_argument("--hosts", type=int, default=64)
     ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--shippers", type=int, default=2, help="parallel shipper processes")
