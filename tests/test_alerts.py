@@ -279,3 +279,15 @@ def test_firing_rule_reaches_events_through_real_alertmanager(
         for pid in pids:
             assert process.stop(pid, timeout=15)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_stack_prometheus_loads_the_repo_rules(stack: Settings) -> None:
+    """The local stack's real Prometheus evaluates prometheus/rules/*.yml."""
+    import httpx
+
+    def names() -> set[str]:
+        data = httpx.get(f"{stack.prometheus_url}/api/v1/rules", timeout=5).json()["data"]
+        return {r["name"] for g in data["groups"] for r in g["rules"] if r["type"] == "alerting"}
+
+    assert process.wait_until(lambda: len(names()) > 0, 30)
+    assert names() == {r["alert"] for r in _all_rules()}
