@@ -405,3 +405,14 @@ def test_api_logs_unreachable_database_is_503(
     body = resp.get_data(as_text=True)
     assert resp.status_code == 503 and body.startswith("error: PORTAL_DATABASE_URL: cannot")
     assert len(body.strip().splitlines()) == 1
+
+
+def test_quicklook_logs_helper_returns_a_frame(sample: dict[str, object]) -> None:
+    """``portal.quicklook.logs`` (plugin API) delegates to ``query_frame``."""
+    from portal import quicklook as ql
+
+    df = ql.logs(host=str(sample["a"]), component="l1*", since="3h", limit=10)
+    assert list(df.columns) == ["time", "host", "component", "level", "message", "labels"]
+    expected = ["beam 1 started", "beam 1 dropped 12 packets", "RFI mask\nfailed"]
+    assert list(df["message"]) == expected
+    assert str(df["time"].dt.tz) == "UTC"
