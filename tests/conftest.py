@@ -147,8 +147,21 @@ def db_conn(database_url: str) -> Iterator[object]:
 
 # -- portal web (issue 4) -----------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def web_sample_data(database_url: str) -> dict[str, object]:
-    """A small cluster in the database for page tests: 3 hosts, components, 2 days of pointings."""
+def web_database_url(pg_server: str) -> Iterator[str]:
+    """A database of the page tests' own: their counts must not see other tests' rows."""
+    url = f"{pg_server}/obsportal_web_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    migrate.upgrade(url)
+    yield url
+    db_engine.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def web_sample_data(web_database_url: str) -> dict[str, object]:
+    """A small cluster in the database for page tests: 3 hosts, components, 2 days of pointings.
+
+    Portal processes under test get ``PORTAL_DATABASE_URL=web_sample_data["url"]``.
+    """
+    database_url = web_database_url
     from datetime import UTC, datetime, timedelta
 
     import sqlalchemy as sa
@@ -164,38 +177,67 @@ def web_sample_data(database_url: str) -> dict[str, object]:
         conn.execute(
             sa.insert(t.hosts),
             [
-                dict(name=n, role=r, address="127.0.0.1", collector_port=9105, state=s,
-                     labels={}, created_at=now, updated_at=now)
+                dict(
+                    name=n,
+                    role=r,
+                    address="127.0.0.1",
+                    collector_port=9105,
+                    state=s,
+                    labels={},
+                    created_at=now,
+                    updated_at=now,
+                )
                 for n, r, s in hosts
             ],
         )
         conn.execute(
             sa.insert(t.components),
             [
-                dict(name=name, host=host, kind=kind, desired_state="running", labels={},
-                     created_at=now)
+                dict(
+                    name=name,
+                    host=host,
+                    kind=kind,
+                    desired_state="running",
+                    labels={},
+                    created_at=now,
+                )
                 for name, host, kind in [
-                    ("l1-beam0", "cn01", "real-time"), ("l1-beam1", "cn02", "real-time"),
-                    ("hhat-worker", "cn01", "batch"), ("hhat-worker", "cn02", "batch"),
+                    ("l1-beam0", "cn01", "real-time"),
+                    ("l1-beam1", "cn02", "real-time"),
+                    ("hhat-worker", "cn01", "batch"),
+                    ("hhat-worker", "cn02", "batch"),
                 ]
             ],
         )
         conn.execute(
             sa.insert(t.pointings),
             [
-                dict(time=now - timedelta(minutes=10 * i), beam=i % 4,
-                     ra_deg=(i * 7.3) % 360, dec_deg=((i * 3.1) % 150) - 60, duration_s=600,
-                     rfi_fraction=(i % 10) / 10, data_bytes=10**9, max_dm=50 + (i * 13) % 900,
-                     n_candidates=i % 7, flags={})
+                dict(
+                    time=now - timedelta(minutes=10 * i),
+                    beam=i % 4,
+                    ra_deg=(i * 7.3) % 360,
+                    dec_deg=((i * 3.1) % 150) - 60,
+                    duration_s=600,
+                    rfi_fraction=(i % 10) / 10,
+                    data_bytes=10**9,
+                    max_dm=50 + (i * 13) % 900,
+                    n_candidates=i % 7,
+                    flags={},
+                )
                 for i in range(6 * 24 * 2)
             ],
         )
         conn.execute(
             sa.insert(t.metric_samples),
             [
-                dict(time=now - timedelta(minutes=i), host="cn01", component="",
-                     name="obs_host_cpu_usage_ratio", labels={"cpu": "total"},
-                     value=0.2 + (i % 5) / 10)
+                dict(
+                    time=now - timedelta(minutes=i),
+                    host="cn01",
+                    component="",
+                    name="obs_host_cpu_usage_ratio",
+                    labels={"cpu": "total"},
+                    value=0.2 + (i % 5) / 10,
+                )
                 for i in range(120)
             ],
         )
@@ -203,4 +245,4 @@ def web_sample_data(database_url: str) -> dict[str, object]:
 
     for topic in ("ops.host.down", "transfer.done", "alert.firing"):
         events.publish(database_url, topic, {"host": "st01"}, source="test")
-    return {"hosts": [h[0] for h in hosts], "now": now}
+    return {"hosts": [h[0] for h in hosts], "now": now, "url": database_url}

@@ -60,6 +60,7 @@ def portal(
 ) -> Iterator[PortalProcess]:
     env = {
         "PORTAL_QUICKLOOKS_PATH": str(plugins),
+        "PORTAL_DATABASE_URL": str(web_sample_data["url"]),
         "PORTAL_WEB_BIND": f"127.0.0.1:{free_port()}",
         "PORTAL_WEB_WORKERS": "2",
         "PORTAL_DATA_DIR": str(plugins.parent / (plugins.name + "-var")),

@@ -49,7 +49,8 @@ def pushed(stack: Settings) -> Settings:
 @pytest.fixture(scope="module")
 def portal(pushed: Settings, web_sample_data: dict[str, object]) -> Iterator[PortalProcess]:
     tmp = shared_tmpdir("portal-web-")
-    proc = PortalProcess({"PORTAL_WEB_WORKERS": "2"}, tmp / "web.log").start()
+    env = {"PORTAL_WEB_WORKERS": "2", "PORTAL_DATABASE_URL": str(web_sample_data["url"])}
+    proc = PortalProcess(env, tmp / "web.log").start()
     yield proc
     proc.stop()
     shutil.rmtree(tmp, ignore_errors=True)
@@ -203,7 +204,10 @@ def test_resampled_quicklook_zooms_statelessly_across_workers(
     browser.driver.save_screenshot(str(SCREENSHOTS / "quicklook.png"))
 
 
-def test_events_page_is_live(portal: PortalProcess, browser: Browser, database_url: str) -> None:
+def test_events_page_is_live(
+    portal: PortalProcess, browser: Browser, web_sample_data: dict[str, object]
+) -> None:
+    database_url = str(web_sample_data["url"])
     from portal import events
 
     visit(browser, portal.url + "/events?range=1h")
@@ -239,6 +243,7 @@ def test_degraded_mode_every_page_answers_and_names_the_source(
         "PORTAL_WEB_BIND": f"127.0.0.1:{free_port()}",
         "PORTAL_WEB_WORKERS": "1",
         "PORTAL_DATA_DIR": str(tmp / "var"),
+        "PORTAL_DATABASE_URL": str(web_sample_data["url"]),
     }
     with PortalProcess(env, tmp / "web.log") as portal:
         assert httpx.get(f"{portal.url}/healthz").json()["backends"]["prometheus"]["ok"] is False
