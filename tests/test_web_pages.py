@@ -97,6 +97,11 @@ def test_every_page_and_quicklook_renders_without_console_errors(
     assert "cn01" in visit(browser, portal.url + "/hosts")
     assert "l1-beam0" in visit(browser, portal.url + "/components")
     assert "Hhat daily stacks" in browser.page_text()  # backlog from Prometheus
+    hrefs = browser.js("return [...document.querySelectorAll('a')].map(a => a.href)")
+    assert any("/logs?host=cn01&component=l1-beam0&range=" in h for h in hrefs), hrefs
+    visit(browser, portal.url + "/hosts/cn01?range=24h")
+    host_logs = browser.js("return document.getElementById('host-logs-link').href")
+    assert host_logs.endswith("/logs?host=cn01&range=24h")
     text = visit(browser, portal.url + "/")
     browser.wait(
         lambda: (

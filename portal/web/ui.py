@@ -50,11 +50,16 @@ def table(
     table_id: str,
     links: dict[str, Callable[[Any], str]] | None = None,
     empty: str = "nothing to show",
+    link_text: dict[str, str] | None = None,
 ) -> Any:
-    """A plain HTML table; ``links`` maps a column to a function giving each cell's href."""
+    """A plain HTML table; ``links`` maps a column to a function giving each cell's href.
+
+    ``link_text`` gives a column's cells a fixed text (e.g. "logs" for a column of hrefs).
+    """
     if df.empty:
         return html.P(empty, id=table_id, className="portal-empty")
     links = links or {}
+    fixed = link_text or {}
 
     def cell(col: str, value: Any) -> Any:
         text = (
@@ -62,7 +67,9 @@ def table(
             if value is None or (not isinstance(value, list | dict) and pd.isna(value))
             else value
         )
-        return html.Td(dcc.Link(str(text), href=links[col](value)) if col in links else str(text))
+        if col not in links:
+            return html.Td(str(text))
+        return html.Td(dcc.Link(fixed.get(col, str(text)), href=links[col](value)))
 
     return html.Table(
         [

@@ -65,14 +65,20 @@ def layout(time_range: ql.TimeRange, **params: Any) -> html.Div:
         else pd.DataFrame()
     )
     parts: list[Any] = [*notes]
+    if not comps.empty:
+        comps["logs"] = [
+            f"/logs?host={h}&component={n}&{time_range.query()}"
+            for h, n in zip(comps["host"], comps["name"], strict=True)
+        ]
     for kind in ("real-time", "batch"):
         parts += [
             html.H3(f"{kind} components"),
             ui.table(
                 comps[comps["kind"] == kind],
                 f"components-{kind}",
-                links={"host": lambda h: f"/hosts/{h}"},
+                links={"host": lambda h: f"/hosts/{h}", "logs": lambda href: href},
                 empty=f"no {kind} components",
+                link_text={"logs": "logs"},
             ),
         ]
     parts += [html.H3("Instances per host"), ui.table(per_host, "components-per-host")]

@@ -70,6 +70,8 @@ def layout(time_range: ql.TimeRange, name: str = "", **params: Any) -> html.Div:
             html.H3(name),
             info,
             html.A("Grafana", href=ui.grafana_link("obs-host") + f"?var-host={name}"),
+            " · ",
+            dcc.Link("Logs", href=f"/logs?host={name}&{time_range.query()}", id="host-logs-link"),
             html.Div(ql.guard(lambda: _prometheus(name, time_range))),
             ql.guard(lambda: _database(name, time_range)),
         ]
