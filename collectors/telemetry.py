@@ -344,7 +344,8 @@ class TelemetryLogHandler(logging.Handler):
 
         self.tel = tel
         self.source = f"handler:{tel.host}/{tel.component}/{uuid.uuid4().hex[:12]}"
-        self.writer = log_writer(tel.cfg, name=f"logs-{tel.host}-{tel.component}")
+        # not durable: an fsync per log record would cost more than the record is worth
+        self.writer = log_writer(tel.cfg, name=f"logs-{tel.host}-{tel.component}", durable=False)
         self._seq = 0
         self._seq_lock = threading.Lock()
 

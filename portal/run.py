@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import click
 
@@ -60,6 +61,20 @@ def _available(comp: Component) -> bool:
     return importlib.util.find_spec(target.partition(":")[0]) is not None
 
 
+def _log(comp: Component, cfg: Settings) -> Path:
+    """Each component's output goes to ``<data_dir>/log/<name>.log``, which the shipper reads."""
+    return cfg.data_dir / "log" / f"{comp.name}.log"
+
+
+def _start(comp: Component, cfg: Settings) -> subprocess.Popen[bytes]:
+    path = _log(comp, cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as out:
+        return subprocess.Popen(
+            comp.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
 def main(cfg: Settings, demo: bool = True) -> None:
     say = lambda m: click.echo(f"[portal run] {m}", err=True)  # noqa: E731
     stopping = False
@@ -80,6 +95,7 @@ def main(cfg: Settings, demo: bool = True) -> None:
         comps = [c for c in components(cfg) if (demo or not c.demo_only) and _available(c)]
         click.echo(manager.describe(manager.status(cfg)))
         say(f"portal: {cfg.web_url}  (Ctrl-C stops everything)")
+        say(f"logs of every component: portal logs --host {cfg.host_name} --since 10m")
         while not stopping:
             now = time.monotonic()
             for comp in comps:
@@ -89,8 +105,8 @@ def main(cfg: Settings, demo: bool = True) -> None:
                     comp.restarts += 1
                     comp.next_start = now + min(30.0, 2.0 ** min(comp.restarts, 5))
                 if comp.proc is None and now >= comp.next_start:
-                    comp.proc = subprocess.Popen(comp.argv, start_new_session=True)
-                    say(f"{comp.name} started (pid {comp.proc.pid})")
+                    comp.proc = _start(comp, cfg)
+                    say(f"{comp.name} started (pid {comp.proc.pid}, log {_log(comp, cfg)})")
             time.sleep(0.2)
     finally:
         say("stopping")

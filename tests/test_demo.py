@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -107,6 +108,12 @@ def test_demo_run_hosts_are_healthy_targets_and_rows_flow(stack: Settings) -> No
         assert wait_until(lambda: rows("pointings") > 0, 30, interval=0.2)
         seen = rows("metric_samples")
         assert wait_until(lambda: rows("metric_samples") > seen, 30, interval=0.2)  # flowing
+        # the simulator writes JSON-line logs per host, where the shipper looks by default
+        logs = stack.data_dir / "log" / "demo"
+        assert wait_until(lambda: any(p.stat().st_size for p in logs.glob("*.log")), 30)
+        first = json.loads(next(p for p in logs.glob("cn0*.log")).read_text().splitlines()[0])
+        assert {"time", "level", "host", "component", "msg"} <= set(first)
+        assert first["host"].startswith("cn0")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

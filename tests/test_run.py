@@ -45,6 +45,13 @@ def test_run_then_ctrl_c_leaves_no_process(database_url: str) -> None:
         assert process.wait_until(
             lambda: len(psutil.Process(proc.pid).children(recursive=True)) >= 3, 60
         )
+
+        # components log to <data_dir>/log/<name>.log and the real shipper stores those lines
+        def shipped() -> bool:
+            out = run_portal("logs", "--component", "web", "--since", "10m", env=env)
+            return out.returncode == 0 and "Booting worker" in out.stdout
+
+        assert process.wait_until(shipped, 90, interval=1.0), "web log never reached the store"
         before = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
         state = json.loads((tmp / "stack" / "state.json").read_text())
         managed = [e["pid"] for e in state.values() if e.get("managed") and "pid" in e]

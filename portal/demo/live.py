@@ -23,6 +23,7 @@ from collectors.telemetry import Metric, Telemetry
 from portal import inventory
 from portal.db.writer import WritePath
 from portal.demo import model, sinks
+from portal.demo.logs import DemoLogs
 from portal.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class Live:
         self.metrics_writer = self._writer("metric_samples", "demo-metrics", durable=True)
         self.pointings = self._writer("pointings", "demo-pointings", sinks.POINTING_COLUMNS)
         self.beam_events = self._writer("beam_events", "demo-beam-events", sinks.BEAM_EVENT_COLUMNS)
+        self.logs = DemoLogs(cfg.data_dir / "log" / "demo", self.sim.beam_host)
         self.tels: dict[tuple[str, str], Telemetry] = {}
         self.metrics: dict[tuple[str, str, str], Metric] = {}
         self.last: dict[model.SeriesKey, float] = {}
@@ -177,6 +179,7 @@ class Live:
         self.beam_events.write_many(out.beam_events)
         sinks.save_products_safe(self.cfg.database_url, out.products)
         sinks.publish_all(self.cfg.database_url, out.events, source="demo")
+        self.logs.step(out)
         for job, duration in out.jobs:
             self.push_job(job, duration / self.speed)
         return out
@@ -219,3 +222,4 @@ class Live:
             tel.close()
         for w in (self.metrics_writer, self.pointings, self.beam_events):
             w.close(timeout=10)
+        self.logs.close()
