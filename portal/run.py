@@ -31,6 +31,7 @@ class Component:
     name: str
     argv: list[str]
     demo_only: bool = False
+    once: bool = False  # a one-shot job: not restarted after a clean exit
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -43,6 +44,13 @@ def components(cfg: Settings) -> list[Component]:
         Component("maintenance", [*PORTAL, "db", "maintain-loop"]),
         Component("collector", [*PORTAL, "collect", "host"]),
         Component("logshipper", [*PORTAL, "collect", "logs"]),
+        # a day of history first, so graphs are not empty on the first visit (idempotent)
+        Component(
+            "demo-seed",
+            [*PORTAL, "demo", "seed", "--days", "1", "--step", "60", "--prometheus"],
+            demo_only=True,
+            once=True,
+        ),
         Component("demo", [*PORTAL, "demo", "run"], demo_only=True),
         Component("web", [*PORTAL, "web"]),
     ]
@@ -100,6 +108,10 @@ def main(cfg: Settings, demo: bool = True) -> None:
             now = time.monotonic()
             for comp in comps:
                 if comp.proc is not None and comp.proc.poll() is not None:
+                    if comp.once and comp.proc.returncode == 0:
+                        say(f"{comp.name} done")
+                        comps.remove(comp)
+                        break
                     say(f"{comp.name} exited with code {comp.proc.returncode}; restarting")
                     comp.proc = None
                     comp.restarts += 1
