@@ -135,16 +135,7 @@ def run(
 ) -> None:
     """Serve and sample until ``stop`` is set; then flush (what is left stays spooled)."""
     settings.check_port_free("PORTAL_COLLECTOR_PORT", bind, port)
-    writer = WritePath(
-        cfg.database_url,
-        "metric_samples",
-        spool_dir=cfg.spool_dir,
-        name=WRITER_NAME,
-        batch_rows=cfg.write_batch_rows,
-        flush_seconds=cfg.write_flush_seconds,
-        queue_rows=cfg.write_queue_rows,
-        durable=True,
-    )
+    writer = WritePath.from_settings(cfg, "metric_samples", name=WRITER_NAME, durable=True)
     collector = HostCollector(cfg, host, writer)
     REGISTRY.register(collector)
     server, _thread = start_http_server(port, addr=bind, registry=REGISTRY)

@@ -215,14 +215,10 @@ class Telemetry:
     @property
     def writer(self) -> WritePath:
         if self._writer is None:
-            self._writer = WritePath(
-                self.cfg.database_url,
+            self._writer = WritePath.from_settings(
+                self.cfg,
                 "metric_samples",
-                spool_dir=self.cfg.spool_dir,
                 name=f"telemetry-{self.host}-{self.component}",
-                batch_rows=self.cfg.write_batch_rows,
-                flush_seconds=self.cfg.write_flush_seconds,
-                queue_rows=self.cfg.write_queue_rows,
                 durable=True,
             )
         return self._writer

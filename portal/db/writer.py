@@ -26,6 +26,7 @@ from portal.db.engine import connect_raw
 from portal.db.spool import Spool
 from portal.db.tables import ENFORCED_KEYS, IDEMPOTENCY_KEYS, metadata
 from portal.errors import DatabaseUnavailable, PortalError
+from portal.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,29 @@ def _dedupe_insert(table: str, cols: str, stage: str) -> str:
 
 class WritePath:
     """Buffered, spooled COPY writer for one table; thread-safe, one flusher thread."""
+
+    @classmethod
+    def from_settings(
+        cls,
+        cfg: Settings,
+        table: str,
+        columns: Sequence[str] | None = None,
+        *,
+        name: str | None = None,
+        durable: bool = False,
+    ) -> WritePath:
+        """The write path with the ``PORTAL_WRITE_*`` settings and the data dir's spool."""
+        return cls(
+            cfg.database_url,
+            table,
+            columns,
+            spool_dir=cfg.spool_dir,
+            name=name,
+            batch_rows=cfg.write_batch_rows,
+            flush_seconds=cfg.write_flush_seconds,
+            queue_rows=cfg.write_queue_rows,
+            durable=durable,
+        )
 
     def __init__(
         self,

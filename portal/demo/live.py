@@ -117,18 +117,7 @@ class Live:
     def _writer(
         self, table: str, name: str, columns: tuple[str, ...] | None = None, durable: bool = False
     ) -> WritePath:
-        c = self.cfg
-        return WritePath(
-            c.database_url,
-            table,
-            columns,
-            spool_dir=c.spool_dir,
-            name=name,
-            batch_rows=c.write_batch_rows,
-            flush_seconds=c.write_flush_seconds,
-            queue_rows=c.write_queue_rows,
-            durable=durable,
-        )
+        return WritePath.from_settings(self.cfg, table, columns, name=name, durable=durable)
 
     def register(self, address: str = "127.0.0.1") -> None:
         """Put every simulated host and its component in the inventory (idempotent)."""

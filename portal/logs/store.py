@@ -14,14 +14,4 @@ def log_writer(cfg: Settings, name: str = "log_lines", durable: bool = True) -> 
     ``source``/``seq`` are the idempotency key (file identity and byte offset for the shipper,
     handler instance and counter for the logging handler): replays never duplicate a line.
     """
-    return WritePath(
-        cfg.database_url,
-        "log_lines",
-        COLUMNS,
-        spool_dir=cfg.spool_dir,
-        name=name,
-        batch_rows=cfg.write_batch_rows,
-        flush_seconds=cfg.write_flush_seconds,
-        queue_rows=cfg.write_queue_rows,
-        durable=durable,
-    )
+    return WritePath.from_settings(cfg, "log_lines", COLUMNS, name=name, durable=durable)
