@@ -25,6 +25,7 @@ def test_run_then_ctrl_c_leaves_no_process(database_url: str) -> None:
         "PORTAL_WEB_BIND": f"127.0.0.1:{free_port()}",
         "PORTAL_COLLECTOR_PORT": str(free_port()),
         "PORTAL_WEB_WORKERS": "1",
+        "PORTAL_LOG_LEVEL": "INFO",  # the session exports WARNING; gunicorn's lines are INFO
     }
     proc = subprocess.Popen(
         [*portal_cmd("run", "--no-demo")],
@@ -51,7 +52,13 @@ def test_run_then_ctrl_c_leaves_no_process(database_url: str) -> None:
             out = run_portal("logs", "--component", "web", "--since", "10m", env=env)
             return out.returncode == 0 and "Booting worker" in out.stdout
 
-        assert process.wait_until(shipped, 90, interval=1.0), "web log never reached the store"
+        assert process.wait_until(shipped, 90, interval=1.0), (
+            "web log never reached the store:\n"
+            + "\n".join(
+                f"== {p.name}\n{p.read_text()[-1500:]}" for p in (tmp / "log").glob("*.log")
+            )
+            + run_portal("logs", "--since", "10m", env=env).stdout[-1500:]
+        )
         before = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
         state = json.loads((tmp / "stack" / "state.json").read_text())
         managed = [e["pid"] for e in state.values() if e.get("managed") and "pid" in e]
