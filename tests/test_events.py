@@ -110,3 +110,46 @@ def test_topic_patterns_and_bad_input(portal_env: dict) -> None:
         events.publish(url, "has space", {})
     with pytest.raises(PortalError, match="not JSON"):
         events.publish(url, base, {"x": object()})
+
+
+def test_follower_survives_a_database_restart() -> None:
+    from portal.db import engine as db_engine
+    from portal.db import migrate
+    from portal.stack import postgres
+    from portal.stack.process import wait_until
+    from tests.conftest import free_port, shared_tmpdir
+
+    tmp = shared_tmpdir("obsportal-events-restart-")
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/obsportal"
+    postgres.start(url, tmp / "data", tmp / "pg.log")
+    try:
+        migrate.upgrade(url)
+        got: list[int] = []
+        sub = events.Subscription(
+            url, ["restart.*"], since=0, name="restart-test", poll_seconds=0.5
+        )
+
+        def follow() -> None:
+            for ev in sub.events(timeout=90):
+                got.append(ev.payload["n"])
+                if len(got) == 6:
+                    return
+
+        reader = threading.Thread(target=follow)
+        reader.start()
+        for i in range(3):
+            events.publish(url, "restart.test", {"n": i})
+        assert wait_until(lambda: len(got) >= 3, 30)
+        assert got == [0, 1, 2]
+        db_engine.dispose_all()
+        postgres.stop(tmp / "data")  # the database goes away under a live follower
+        postgres.start(url, tmp / "data", tmp / "pg.log")
+        for i in range(3, 6):
+            events.publish(url, "restart.test", {"n": i})
+        reader.join(60)
+        assert got == [0, 1, 2, 3, 4, 5]
+        assert sub.reconnects >= 1
+        sub.close()
+    finally:
+        db_engine.dispose_all()
+        postgres.stop(tmp / "data")

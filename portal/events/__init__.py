@@ -7,6 +7,7 @@ that commits late. Delivery is at-least-once: a consumer stores its cursor after
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -18,7 +19,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from portal.db.engine import connect_raw
-from portal.errors import PortalError
+from portal.errors import DatabaseUnavailable, PortalError
 
 CHANNEL = "portal_events"
 _LOCK_KEY = 0x6F6273  # advisory lock id for the publish critical section ("obs")
@@ -145,12 +146,33 @@ class Subscription:
     ) -> None:
         self.url, self.topics, self.name = url, list(topics), name
         self.poll_seconds = poll_seconds
-        self._conn = connect_raw(url, autocommit=True)
-        self._conn.execute(f"LISTEN {CHANNEL}")  # before the first read: no wake-up is missed
+        self._conn = self._connect()
         stored = self._load_cursor() if name else None
         self.cursor = since if since is not None else (stored if stored is not None else 0)
         self._cond, self._params = topic_filter(self.topics)
-        self._pending: int | None = None
+        self.reconnects = 0
+
+    def _connect(self) -> psycopg.Connection:
+        conn = connect_raw(self.url, autocommit=True)
+        conn.execute(f"LISTEN {CHANNEL}")  # before the first read: no wake-up is missed
+        return conn
+
+    def _reconnect(self, deadline: float | None) -> bool:
+        """After the database went away: retry with back-off; False if ``deadline`` passed."""
+        with contextlib.suppress(psycopg.Error):
+            self._conn.close()
+        delay = 0.2
+        while deadline is None or time.monotonic() < deadline:
+            try:
+                self._conn = self._connect()
+            except (DatabaseUnavailable, psycopg.OperationalError):
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.reconnects += 1
+            self.commit()  # the cursor lives in memory meanwhile; store it again
+            return True
+        return False
 
     def _load_cursor(self) -> int | None:
         row = self._conn.execute(
@@ -185,21 +207,26 @@ class Subscription:
         """Yield events in id order; with ``follow`` wait for new ones (until ``timeout``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            batch = self._fetch()
-            for event in batch:
-                yield event
-                self.cursor = event.id
-                self.commit()
-            if batch:
-                continue
-            if not follow:
-                return
-            remaining = self.poll_seconds
-            if deadline is not None:
-                remaining = min(remaining, deadline - time.monotonic())
-                if remaining <= 0:
+            try:
+                batch = self._fetch()
+                for event in batch:
+                    yield event
+                    self.cursor = event.id
+                    self.commit()
+                if batch:
+                    continue
+                if not follow:
                     return
-            self._wait(remaining)
+                remaining = self.poll_seconds
+                if deadline is not None:
+                    remaining = min(remaining, deadline - time.monotonic())
+                    if remaining <= 0:
+                        return
+                self._wait(remaining)
+            except psycopg.OperationalError:
+                # a followed stream outlives a database restart: resume from the cursor
+                if not follow or not self._reconnect(deadline):
+                    raise
 
     def close(self) -> None:
         self._conn.close()
