@@ -88,3 +88,21 @@ def test_torn_spool_record_is_skipped(tmp_path: Path) -> None:
     seg.write_bytes(seg.read_bytes()[:-7])  # crash mid-write of the last record
     records = [r for _, recs in spool.oldest() for r in recs]
     assert [r.rows for r in records] == [[[1, "a"]]]
+
+
+def test_unique_keyed_table_replays_by_plain_copy_and_still_dedupes(
+    database_url: str, tmp_path: Path
+) -> None:
+    source = f"test:{uuid.uuid4().hex[:8]}"
+    now = dt.datetime.now(dt.UTC)
+    rows = [(now, "h", "c", "INFO", f"line {i}", {}, source, i) for i in range(50)]
+    w = WritePath(database_url, "log_lines", spool_dir=tmp_path, durable=True)
+    w.write_many(rows)
+    w.write_many(rows[10:20])  # re-read after a crash: same (source, seq, time) keys
+    assert w.flush(30)
+    w.close()
+    with psycopg.connect(db_engine.libpq_dsn(database_url)) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT seq) FROM log_lines WHERE source = %s", (source,)
+        ).fetchone()
+    assert row == (50, 50)
