@@ -9,7 +9,7 @@ import importlib
 import re
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +21,7 @@ from dash.exceptions import PreventUpdate
 from portal import settings
 from portal.db.engine import describe_unreachable, get_engine
 from portal.errors import BackendUnavailable, DatabaseUnavailable, PortalError
+from portal.timeparse import is_relative, parse_time
 
 __all__ = [
     "TIME_RANGE",
@@ -51,34 +52,31 @@ RANGES: dict[str, timedelta] = {
 DEFAULT_RANGE = "6h"
 
 
-def _parse_time(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.strip().replace(" ", "T"))
-    except ValueError:
-        raise PortalError(f"{text!r} is not a time (use e.g. 2026-03-01T12:00)") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 @dataclass(frozen=True)
 class TimeRange:
-    """The range every page shows; ``label`` is ``1h``/``6h``/``24h``/``7d`` or ``custom``."""
+    """The range every page shows; ``label`` is ``1h``/``6h``/``24h``/``7d`` or ``custom``.
+
+    A custom range remembers relative ``from``/``to`` text (``2h``, ``now-6h``) so links keep it.
+    """
 
     start: datetime
     end: datetime
     label: str
+    start_text: str = field(default="", compare=False, repr=False)
+    end_text: str = field(default="", compare=False, repr=False)
 
     @classmethod
     def parse(
         cls, range: str | None = None, start: str | None = None, end: str | None = None
     ) -> TimeRange:
-        """From URL values: ``range=6h``, or ``from``/``to`` times (``range=custom``)."""
+        """From URL values: ``range=6h``, or ``from``/``to`` (``2h``, ``now-6h``, ISO times)."""
         now = datetime.now(UTC)
         if start or end or range == "custom":
-            t1 = _parse_time(end) if end else now
-            t0 = _parse_time(start) if start else t1 - RANGES[DEFAULT_RANGE]
+            t1 = parse_time(end, "to", now) if end else now
+            t0 = parse_time(start, "from", now) if start else t1 - RANGES[DEFAULT_RANGE]
             if t0 >= t1:
                 raise PortalError(f"time range start {t0:%F %T} is not before end {t1:%F %T}")
-            return cls(t0, t1, "custom")
+            return cls(t0, t1, "custom", start or "", end or "")
         label = range or DEFAULT_RANGE
         if label not in RANGES:
             raise PortalError(f"time range {label!r} is not one of {', '.join(RANGES)} or custom")
@@ -97,13 +95,21 @@ class TimeRange:
     @property
     def step(self) -> float:
         """A PromQL step giving about 300 points over the range (at least 15 s)."""
-        return max(15.0, round(self.seconds / 300))
+        from portal.metrics.client import auto_step
+
+        return auto_step(self.start, self.end)
 
     def query(self) -> str:
-        """The URL query string that reproduces this range."""
-        if self.label == "custom":
-            return f"range=custom&from={self.start:%Y-%m-%dT%H:%M}&to={self.end:%Y-%m-%dT%H:%M}"
-        return f"range={self.label}"
+        """The URL query string that reproduces this range (relative ends stay relative)."""
+        if self.label != "custom":
+            return f"range={self.label}"
+        moving = is_relative(self.start_text)
+        start = "".join(self.start_text.split()) if moving else f"{self.start:%Y-%m-%dT%H:%M}"
+        if self.end_text and is_relative(self.end_text):
+            end = "".join(self.end_text.split())
+        else:
+            end = "now" if moving and not self.end_text else f"{self.end:%Y-%m-%dT%H:%M}"
+        return f"range=custom&from={start}&to={end}"
 
 
 # -- data helpers -----------------------------------------------------------------------------
@@ -137,25 +143,15 @@ def promql(
     end: datetime | None = None,
     step: float | str | None = None,
 ) -> pd.DataFrame:
-    """PromQL as a long DataFrame: ``time``, ``value`` and one column per label."""
+    """PromQL as a long DataFrame: ``time`` (UTC), ``value`` and one column per label.
+
+    Instant when ``start`` is None, else a range up to ``end`` (default now); the step
+    defaults to about 300 points.
+    """
     prom = _prometheus()
-    rows: list[dict[str, Any]] = []
     if start is None:
-        for series in prom.query(query):
-            ts, val = series["value"]
-            rows.append({**series["metric"], "time": float(ts), "value": float(val)})
-    else:
-        end = end or datetime.now(UTC)
-        if step is None:
-            step = max(15.0, round((end - start).total_seconds() / 300))
-        if isinstance(step, int | float):
-            step = f"{float(step):g}s"  # Prometheus rejects "15.0s"
-        for series in prom.query_range(query, start, end, step):
-            for ts, val in series["values"]:
-                rows.append({**series["metric"], "time": float(ts), "value": float(val)})
-    df = pd.DataFrame(rows, columns=None if rows else ["time", "value"])
-    df["time"] = pd.to_datetime(df["time"], unit="s", utc=True)
-    return df
+        return prom.query_frame(query)
+    return prom.range_frame(query, start, end or datetime.now(UTC), step)
 
 
 def logs(*args: Any, **kwargs: Any) -> pd.DataFrame:

@@ -86,16 +86,7 @@ def test_selector_errors_point_at_the_character(text: str, pos: int, problem: st
     assert shown == f"  {text}" and caret == "  " + " " * pos + "^"
 
 
-def test_since_and_level_parsing() -> None:
-    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-    assert lq.parse_when("2h", now) == now - timedelta(hours=2)
-    assert lq.parse_when("3d", now) == now - timedelta(days=3)
-    assert lq.parse_when("2026-12-01T06:00:00", now) == datetime(2026, 12, 1, 6, tzinfo=UTC)
-    assert lq.parse_when("2026-12-01T07:00:00+01:00", now) == datetime(2026, 12, 1, 6, tzinfo=UTC)
-    unencoded_plus = lq.parse_when("2026-12-01T07:00:00 01:00", now)  # '+' lost in a URL
-    assert unencoded_plus == datetime(2026, 12, 1, 6, tzinfo=UTC)
-    with pytest.raises(lq.PortalError, match="neither a duration"):
-        lq.parse_when("yesterday-ish", now)
+def test_level_parsing() -> None:  # times: tests/test_timeparse.py
     assert lq.parse_level("warn") == "WARNING"
     with pytest.raises(lq.PortalError, match="unknown level"):
         lq.parse_level("loud")

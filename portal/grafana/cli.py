@@ -10,6 +10,7 @@ import click
 
 from portal import settings
 
+from portal.timeparse import parse_duration
 
 @click.group()
 def grafana() -> None:
@@ -45,7 +46,8 @@ def check(range_: str, only: tuple[str, ...]) -> None:
     from portal.grafana import harness
 
     cfg = settings.get()
-    report = harness.run(cfg, harness.parse_duration(range_), only=only)
+    span = parse_duration(range_, "--range").total_seconds()
+    report = harness.run(cfg, span, only=only)
     for r in report.results:
         click.echo(r.line())
     click.echo(report.summary())

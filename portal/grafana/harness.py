@@ -288,13 +288,11 @@ def _scrape_interval() -> float:
     return 15.0
 
 
-def parse_duration(text: str) -> float:
-    return macros.parse_duration(text)
-
-
 def default_range_s(model: dict[str, Any]) -> float:
     """The dashboard's own time range (``now-6h`` .. ``now``) in seconds."""
-    return parse_duration(str(model.get("time", {}).get("from", "now-6h")).removeprefix("now-"))
+    return macros.parse_duration(
+        str(model.get("time", {}).get("from", "now-6h")).removeprefix("now-")
+    )
 
 
 def run(cfg: Settings, range_s: float, only: Sequence[str] = ()) -> Report:

@@ -20,6 +20,7 @@ from portal.errors import PortalError
 from portal.logs import query as lq
 from portal.logs.format import FORMATS, Record, formatter
 from portal.logs.selector import parse as parse_selector
+from portal.timeparse import parse_time
 
 CHUNK_LINES = 2000
 
@@ -43,8 +44,8 @@ def build_query(
         hosts=tuple(h for h in hosts if h),
         components=tuple(c for c in components if c),
         min_level=lq.parse_level(level) if level else None,
-        since=lq.parse_when(since, now) if since else None,
-        until=lq.parse_when(until, now, "--until") if until else None,
+        since=parse_time(since, "--since", now) if since else None,
+        until=parse_time(until, "--until", now) if until else None,
         grep=grep or None,
         ignore_case=ignore_case,
         selector=parse_selector(selector) if selector else None,

@@ -8,7 +8,6 @@ tail, remembering what it printed so nothing is shown twice.
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -23,12 +22,10 @@ from portal.db.engine import describe_unreachable, get_engine
 from portal.errors import DatabaseUnavailable, PortalError
 from portal.logs.format import Record
 from portal.logs.selector import Selector
+from portal.timeparse import parse_time
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LEVEL_ALIASES = {"WARN": "WARNING", "ERR": "ERROR", "FATAL": "CRITICAL", "CRIT": "CRITICAL"}
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)$")
-_PLUS_LOST = re.compile(r"(T[\d:.]+) (\d\d:?\d\d)$")
-_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 _COLUMNS = {"host", "component", "level"}
 ORDER = "time, source, seq"
 ORDER_DESC = "time DESC, source DESC, seq DESC"
@@ -58,26 +55,6 @@ def parse_level(raw: str) -> str:
     if name not in LEVELS:
         raise PortalError(f"unknown level {raw!r}: use one of {', '.join(LEVELS)}")
     return name
-
-
-def parse_when(raw: str, now: datetime | None = None, what: str = "--since") -> datetime:
-    """``2h``/``3d``/``30m``/``1w`` ago, ``now``, or an ISO-8601 time (UTC when no zone)."""
-    now = now or datetime.now(UTC)
-    text = raw.strip()
-    if text.lower() == "now":
-        return now
-    match = _DURATION.match(text.lower())
-    if match:
-        return now - timedelta(seconds=float(match[1]) * _UNITS[match[2]])
-    text = _PLUS_LOST.sub(r"\1+\2", text)  # "+01:00" arrives as " 01:00" in unencoded URLs
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise PortalError(
-            f"{what} {raw!r} is neither a duration (30m, 2h, 3d, 1w) nor an ISO time "
-            "(2026-12-01T06:00:00Z)"
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _glob(column: sql.Composable, pattern: str) -> tuple[sql.Composable, list[Any]]:
@@ -240,7 +217,7 @@ def query_frame(
     def when(value: datetime | str | None, what: str) -> datetime | None:
         if value is None or isinstance(value, datetime):
             return value
-        return parse_when(value, what=what)
+        return parse_time(value, what)
 
     q = LogQuery(
         hosts=(host,) if host else (),
