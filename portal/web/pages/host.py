@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import plotly.graph_objects as go
 from dash import dcc, html
 
 from portal import quicklook as ql
+from portal.metrics.client import label_value
 from portal.web import ui
 
 TITLE = "Host"
@@ -15,11 +17,17 @@ PATH = "/host"
 PATH_TEMPLATE = "/hosts/<name>"
 ORDER = 1000  # reached from the hosts table, not the navigation
 
+#: PromQL per graph; ``{h}`` becomes the host name as a quoted, escaped PromQL string.
 SERIES = {
-    "CPU busy (ratio)": 'obs_host_cpu_usage_ratio{{host="{h}",cpu="total"}}',
-    "Memory used (bytes)": 'obs_host_memory_used_bytes{{host="{h}"}}',
-    "Load 1 min": 'obs_host_load1{{host="{h}"}}',
+    "CPU busy (ratio)": 'obs_host_cpu_usage_ratio{{host={h},cpu="total"}}',
+    "Memory used (bytes)": "obs_host_memory_used_bytes{{host={h}}}",
+    "Load 1 min": "obs_host_load1{{host={h}}}",
 }
+
+
+def series_query(template: str, name: str) -> str:
+    """``template`` for host ``name`` (a URL value: escaped, never pasted raw into PromQL)."""
+    return template.format(h=label_value(name))
 
 
 def _figure(title: str, df: Any, tr: ql.TimeRange, graph_id: str) -> dcc.Graph:
@@ -39,7 +47,9 @@ def _figure(title: str, df: Any, tr: ql.TimeRange, graph_id: str) -> dcc.Graph:
 
 def _prometheus(name: str, tr: ql.TimeRange) -> list[Any]:
     return [
-        _figure(title, ql.promql(q.format(h=name), tr.start, tr.end, tr.step), tr, f"host-prom-{i}")
+        _figure(
+            title, ql.promql(series_query(q, name), tr.start, tr.end, tr.step), tr, f"host-prom-{i}"
+        )
         for i, (title, q) in enumerate(SERIES.items())
     ]
 
@@ -69,9 +79,15 @@ def layout(time_range: ql.TimeRange, name: str = "", **params: Any) -> html.Div:
         [
             html.H3(name),
             info,
-            html.A("Grafana", href=ui.grafana_link("obs-host") + f"?var-host={name}"),
+            html.A(
+                "Grafana", href=ui.grafana_link("obs-host") + "?" + urlencode({"var-host": name})
+            ),
             " · ",
-            dcc.Link("Logs", href=f"/logs?host={name}&{time_range.query()}", id="host-logs-link"),
+            dcc.Link(
+                "Logs",
+                href=f"/logs?{urlencode({'host': name})}&{time_range.query()}",
+                id="host-logs-link",
+            ),
             html.Div(ql.guard(lambda: _prometheus(name, time_range))),
             ql.guard(lambda: _database(name, time_range)),
         ]
