@@ -112,7 +112,7 @@ class HostCollector(Collector):
 
 def register_self(cfg: Settings, host: str, address: str, port: int, role: str) -> None:
     """Put this host in the inventory when missing, so Prometheus finds it without help."""
-    from portal import inventory
+    from portal.inventory import registry as inventory
 
     try:
         if inventory.get_host(cfg, host) is None:

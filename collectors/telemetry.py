@@ -37,10 +37,11 @@ from prometheus_client.registry import Collector
 
 from collectors import naming
 from collectors.naming import TelemetryError
-from portal import events, settings
+from portal import settings
 from portal.db import writer as writer_mod
 from portal.db.writer import WritePath
 from portal.errors import BackendUnavailable
+from portal.events import bus as events
 from portal.settings import Settings
 from portal.stack.configs import hostport
 

@@ -2,84 +2,65 @@
 
 Brings the services up, migrates, then supervises the portal's own long-running components
 as child processes; Ctrl-C (or SIGTERM) stops them, then the services this run started.
-A component that exits is restarted with back-off, and its exit is reported.
+Components come from plugins (``register_components``). One that exits is restarted with
+back-off (unless its restart policy says otherwise), and its exit is reported.
 """
 
 from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
+from portal import plugins
 from portal.db import migrate
 from portal.db.tables import TIMESERIES
+from portal.errors import PortalError
+from portal.hookspecs import Component
 from portal.settings import Settings
 from portal.stack import manager, process
 
-PORTAL = [sys.executable, "-m", "portal.cli"]
-
 
 @dataclass
-class Component:
-    """A long-running ``portal`` subcommand that ``portal run`` keeps alive."""
+class Running:
+    """A component and the state of its process under ``portal run``."""
 
-    name: str
-    argv: list[str]
-    demo_only: bool = False
-    once: bool = False  # a one-shot job: not restarted after a clean exit
+    spec: Component
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
-    log: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
 
-def components(cfg: Settings) -> list[Component]:
-    """What runs in the foreground; each capability adds its entry here."""
-    return [
-        Component("maintenance", [*PORTAL, "db", "maintain-loop"]),
-        Component("collector", [*PORTAL, "collect", "host"]),
-        Component("logshipper", [*PORTAL, "collect", "logs"]),
-        # a day of history first, so graphs are not empty on the first visit (idempotent)
-        Component(
-            "demo-seed",
-            [*PORTAL, "demo", "seed", "--days", "1", "--step", "60", "--prometheus"],
-            demo_only=True,
-            once=True,
-        ),
-        Component("demo", [*PORTAL, "demo", "run"], demo_only=True),
-        Component("web", [*PORTAL, "web"]),
-    ]
+def components(cfg: Settings, demo: bool = True) -> list[Component]:
+    """Every plugin's components (``register_components``) in start order; names are unique."""
+    found: dict[str, Component] = {}
+    for comp in plugins.get(cfg).results("register_components", settings=cfg):
+        if comp.name in found:
+            raise PortalError(f"two plugins register a component named {comp.name!r}")
+        if demo or not comp.demo_only:
+            found[comp.name] = comp
+    return sorted(found.values(), key=lambda c: (c.order, c.name))
 
 
-def _available(comp: Component) -> bool:
-    """Only start subcommands whose module exists (checked without importing it)."""
-    import importlib.util
-
-    from portal.cli import COLLECTORS, LAZY_COMMANDS
-
-    words = comp.argv[len(PORTAL) :]
-    target = COLLECTORS.get(words[1]) if words[0] == "collect" else LAZY_COMMANDS.get(words[0])
-    if target is None:
-        return True  # a built-in command
-    return importlib.util.find_spec(target.partition(":")[0]) is not None
-
-
-def _log(comp: Component, cfg: Settings) -> Path:
+def _log(comp: Running, cfg: Settings) -> Path:
     """Each component's output goes to ``<data_dir>/log/<name>.log``, which the shipper reads."""
     return cfg.data_dir / "log" / f"{comp.name}.log"
 
 
-def _start(comp: Component, cfg: Settings) -> subprocess.Popen[bytes]:
+def _start(comp: Running, cfg: Settings) -> subprocess.Popen[bytes]:
     path = _log(comp, cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "ab") as out:
         return subprocess.Popen(
-            comp.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            comp.spec.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
 
 
@@ -94,13 +75,13 @@ def main(cfg: Settings, demo: bool = True) -> None:
     # first thing: a Ctrl-C during start-up must still end in a clean stop
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    comps: list[Component] = []
+    comps: list[Running] = []
     try:
         manager.up(cfg, on_progress=say)
         migrate.upgrade(cfg.database_url)
         retention = {t: getattr(cfg, f) for t, f in TIMESERIES.items()}
         migrate.maintain(cfg.database_url, retention, cfg.partition_premake_days)
-        comps = [c for c in components(cfg) if (demo or not c.demo_only) and _available(c)]
+        comps = [Running(c) for c in components(cfg, demo)]
         click.echo(manager.describe(manager.status(cfg)))
         say(f"portal: {cfg.web_url}  (Ctrl-C stops everything)")
         say(f"logs of every component: portal logs --host {cfg.host_name} --since 10m")
@@ -108,8 +89,11 @@ def main(cfg: Settings, demo: bool = True) -> None:
             now = time.monotonic()
             for comp in comps:
                 if comp.proc is not None and comp.proc.poll() is not None:
-                    if comp.once and comp.proc.returncode == 0:
-                        say(f"{comp.name} done")
+                    code = comp.proc.returncode
+                    if comp.spec.restart == "never" or (
+                        comp.spec.restart == "on-failure" and code == 0
+                    ):
+                        say(f"{comp.name} done (exit code {code})")
                         comps.remove(comp)
                         break
                     say(f"{comp.name} exited with code {comp.proc.returncode}; restarting")

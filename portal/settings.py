@@ -1,15 +1,17 @@
 """The only place obsportal reads configuration: ``PORTAL_*`` environment variables.
 
-Each setting is declared once in ``SPECS`` (name, default, parser, help); the README's settings
-table is generated from the same list, so documentation cannot drift from the code.
+Each core setting is declared once, as a field of ``Settings`` (default, parser, help); plugins
+declare theirs through the ``register_settings`` hook. The README's settings table is generated
+from the same declarations, so documentation cannot drift from the code.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,10 @@ def _path(name: str, raw: str) -> Path:
     return Path(raw).expanduser().absolute()
 
 
+def _optional_path(name: str, raw: str) -> Path | None:
+    return Path(raw).expanduser().absolute() if raw else None
+
+
 def _paths(name: str, raw: str) -> tuple[Path, ...]:
     return tuple(Path(p).expanduser().absolute() for p in raw.split(os.pathsep) if p)
 
@@ -105,133 +111,123 @@ def _default_host() -> str:
 
 
 @dataclass(frozen=True)
-class Spec:
-    field: str
+class Setting:
+    """One ``PORTAL_*`` variable: default (raw text), parser and the help shown in tables."""
+
+    env: str
     default: str | Callable[[], str]
     parse: Callable[[str, str], Any]
     help: str
 
     @property
-    def env(self) -> str:
-        return PREFIX + self.field.upper()
+    def field(self) -> str:
+        return self.env.removeprefix(PREFIX).lower()
+
+    def value(self, env: Mapping[str, str]) -> Any:
+        raw = env.get(self.env)
+        if raw is None:
+            raw = self.default() if callable(self.default) else self.default
+        return self.parse(self.env, raw.strip())
 
 
-SPECS: tuple[Spec, ...] = (
-    Spec(
-        "database_url",
+def _setting(default: str | Callable[[], str], parse: Callable[[str, str], Any], help: str) -> Any:
+    """Declare a core setting where its field is: the field name gives ``PORTAL_<NAME>``."""
+    return field(metadata={"default": default, "parse": parse, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration, each core setting declared once here; build it with ``load()``."""
+
+    database_url: str = _setting(
         "postgresql://postgres@127.0.0.1:5432/obsportal",
         _url(("postgresql", "postgres", "postgresql+psycopg")),
         "PostgreSQL/TimescaleDB holding metadata, metrics, logs and events. When it is "
         "unreachable, `portal stack up` starts a private server on the URL's port.",
-    ),
-    Spec(
-        "data_dir",
+    )
+    data_dir: Path = _setting(
         "./var",
         _path,
         "Where the local stack keeps generated configs, data, pid files, logs and spools.",
-    ),
-    Spec(
-        "prometheus_url",
+    )
+    prometheus_url: str = _setting(
         "http://127.0.0.1:9090",
         _url(("http", "https")),
         "Prometheus; `portal stack up` starts one on this port when none answers.",
-    ),
-    Spec(
-        "pushgateway_url",
-        "http://127.0.0.1:9091",
-        _url(("http", "https")),
-        "Pushgateway for batch jobs.",
-    ),
-    Spec(
-        "alertmanager_url",
+    )
+    pushgateway_url: str = _setting(
+        "http://127.0.0.1:9091", _url(("http", "https")), "Pushgateway for batch jobs."
+    )
+    alertmanager_url: str = _setting(
         "http://127.0.0.1:9093",
         _url(("http", "https")),
         "Alertmanager; it routes alerts to the portal's `/api/alerts` webhook.",
-    ),
-    Spec(
-        "loki_url",
+    )
+    loki_url: str = _setting(
         "",
         _url(("http", "https"), optional=True),
         "Loki push/query API; empty disables Loki (logs stay in PostgreSQL only).",
-    ),
-    Spec(
-        "grafana_url",
+    )
+    grafana_url: str = _setting(
         "http://127.0.0.1:3000",
         _url(("http", "https")),
         "Grafana, for links from portal tiles to dashboards.",
-    ),
-    Spec("web_bind", "127.0.0.1:8050", _bind, "Address the portal's gunicorn listens on."),
-    Spec("web_workers", "2", _int(1, 64), "gunicorn worker processes for the portal."),
-    Spec("collector_port", "9105", _int(1, 65535), "Port the host collector serves `/metrics` on."),
-    Spec("host_name", _default_host, _text, "This host's name in the inventory, metrics and logs."),
-    Spec(
-        "quicklooks_path",
+    )
+    web_bind: str = _setting("127.0.0.1:8050", _bind, "Address the portal's gunicorn listens on.")
+    web_workers: int = _setting("2", _int(1, 64), "gunicorn worker processes for the portal.")
+    collector_port: int = _setting(
+        "9105", _int(1, 65535), "Port the host collector serves `/metrics` on."
+    )
+    host_name: str = _setting(
+        _default_host, _text, "This host's name in the inventory, metrics and logs."
+    )
+    quicklooks_path: tuple[Path, ...] = _setting(
         "",
         _paths,
-        "Extra quicklook plugin folders, separated by `:` (the repo's `quicklooks/` is always "
+        "Extra quicklook plugin folders, separated by `:` (the built-in quicklooks are always "
         "loaded).",
-    ),
-    Spec(
-        "metrics_retention_days",
+    )
+    plugins_dir: Path | None = _setting(
+        "",
+        _optional_path,
+        "A folder of one-file portal plugins (each `*.py` implements hooks of "
+        "`portal.hookspecs`); empty: only installed plugins.",
+    )
+    metrics_retention_days: int = _setting(
         "90",
         _int(1, 36500),
         "Days of metric samples kept in PostgreSQL (whole partitions dropped).",
-    ),
-    Spec("logs_retention_days", "30", _int(1, 36500), "Days of log lines kept."),
-    Spec(
-        "log_sources",
+    )
+    logs_retention_days: int = _setting("30", _int(1, 36500), "Days of log lines kept.")
+    log_sources: str = _setting(
         "",
         _text,
         "Files `portal collect logs` ships: comma-separated `GLOB[=component]` (component "
         "defaults to the file name); empty ships the local stack's `<data_dir>/log/*.log` and "
         "`<data_dir>/log/*/*.log`.",
-    ),
-    Spec(
-        "pointings_retention_days", "400", _int(1, 36500), "Days of pointings and beam events kept."
-    ),
-    Spec("partition_premake_days", "7", _int(1, 365), "Daily partitions created ahead of time."),
-    Spec("write_batch_rows", "5000", _int(1, 10_000_000), "Rows per COPY batch on the write path."),
-    Spec("write_flush_seconds", "1.0", _float(0.01, 3600), "Longest a row waits before a flush."),
-    Spec(
-        "write_queue_rows",
+    )
+    pointings_retention_days: int = _setting(
+        "400", _int(1, 36500), "Days of pointings and beam events kept."
+    )
+    partition_premake_days: int = _setting(
+        "7", _int(1, 365), "Daily partitions created ahead of time."
+    )
+    write_batch_rows: int = _setting(
+        "5000", _int(1, 10_000_000), "Rows per COPY batch on the write path."
+    )
+    write_flush_seconds: float = _setting(
+        "1.0", _float(0.01, 3600), "Longest a row waits before a flush."
+    )
+    write_queue_rows: int = _setting(
         "200000",
         _int(100, 100_000_000),
         "In-memory queue bound; beyond it rows go to the on-disk spool.",
-    ),
-    Spec(
-        "log_level",
-        "INFO",
-        _choice("DEBUG", "INFO", "WARNING", "ERROR"),
-        "Level of the portal's own logs.",
-    ),
-)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Validated configuration; build it with ``load()``."""
-
-    database_url: str
-    data_dir: Path
-    prometheus_url: str
-    pushgateway_url: str
-    alertmanager_url: str
-    loki_url: str
-    grafana_url: str
-    web_bind: str
-    web_workers: int
-    collector_port: int
-    host_name: str
-    quicklooks_path: tuple[Path, ...]
-    metrics_retention_days: int
-    logs_retention_days: int
-    log_sources: str
-    pointings_retention_days: int
-    partition_premake_days: int
-    write_batch_rows: int
-    write_flush_seconds: float
-    write_queue_rows: int
-    log_level: str
+    )
+    log_level: str = _setting(
+        "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "Level of the portal's own logs."
+    )
+    #: Settings declared by plugins (``register_settings``), by variable name.
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def web_port(self) -> int:
@@ -248,31 +244,55 @@ class Settings:
         return self.data_dir / "spool"
 
     def replace(self, **changes: Any) -> Settings:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        return Settings(**values)
+        return dataclasses.replace(self, **changes)
+
+
+#: The core settings, derived from the fields above (the README table lists these).
+SPECS: tuple[Setting, ...] = tuple(
+    Setting(PREFIX + f.name.upper(), f.metadata["default"], f.metadata["parse"], f.metadata["help"])
+    for f in fields(Settings)
+    if "parse" in f.metadata
+)
+
+
+def plugin_specs(plugins_dir: Path | None) -> tuple[Setting, ...]:
+    """Settings the loaded plugins declare; a bad declaration is a plugin error, not a crash."""
+    from portal import plugins
+
+    declared: list[Setting] = []
+    core = {s.env for s in SPECS}
+    for spec in plugins.manager(plugins_dir).results("register_settings"):
+        if not isinstance(spec, Setting) or not spec.env.startswith(PREFIX) or spec.env in core:
+            raise SettingsError(
+                getattr(spec, "env", repr(spec)),
+                "a plugin declares this setting twice or without the PORTAL_ prefix",
+            )
+        declared.append(spec)
+    return tuple(declared)
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every ``PORTAL_*`` variable; ``SettingsError`` on the first bad one."""
     env = os.environ if environ is None else environ
-    known = {spec.env for spec in SPECS}
+    values: dict[str, Any] = {spec.field: spec.value(env) for spec in SPECS}
+    extra_specs = plugin_specs(values["plugins_dir"])
+    known = {spec.env for spec in (*SPECS, *extra_specs)}
     for key in env:
         if key.startswith(PREFIX) and key not in known:
-            raise SettingsError(key, "unknown setting (see the settings table in README.md)")
-    values: dict[str, Any] = {}
-    for spec in SPECS:
-        raw = env.get(spec.env)
-        if raw is None:
-            raw = spec.default() if callable(spec.default) else spec.default
-        values[spec.field] = spec.parse(spec.env, raw.strip())
-    return Settings(**values)
+            raise SettingsError(key, "unknown setting (see `portal settings table`)")
+    extra = {spec.env: spec.value(env) for spec in extra_specs}
+    return Settings(**values, extra=extra)
 
 
 @lru_cache(maxsize=1)
 def get() -> Settings:
-    """The process-wide settings, validated once."""
+    """The process-wide settings, validated once (request code reads its app's copy instead)."""
     return load()
+
+
+def all_specs(cfg: Settings | None = None) -> tuple[Setting, ...]:
+    """Core settings, then those of the loaded plugins."""
+    return (*SPECS, *plugin_specs(cfg.plugins_dir if cfg else None))
 
 
 def check_port_free(setting: str, host: str, port: int) -> None:
@@ -287,10 +307,10 @@ def check_port_free(setting: str, host: str, port: int) -> None:
             ) from None
 
 
-def markdown_table() -> str:
-    """The README's settings table."""
+def markdown_table(specs: tuple[Setting, ...] = SPECS) -> str:
+    """The settings table (the README's lists the core settings)."""
     lines = ["| Variable | Default | Meaning |", "|---|---|---|"]
-    for spec in SPECS:
+    for spec in specs:
         default = "this host's short name" if callable(spec.default) else spec.default
         lines.append(f"| `{spec.env}` | `{default}` | {spec.help} |")
     return "\n".join(lines)

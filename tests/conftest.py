@@ -241,7 +241,7 @@ def web_sample_data(web_database_url: str) -> dict[str, object]:
                 for i in range(120)
             ],
         )
-    from portal import events
+    from portal.events import bus as events
 
     for topic in ("ops.host.down", "transfer.done", "alert.firing"):
         events.publish(database_url, topic, {"host": "st01"}, source="test")

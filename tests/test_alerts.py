@@ -17,10 +17,12 @@ import yaml
 from flask import Flask
 from werkzeug.serving import make_server
 
-from portal import events
+from portal import settings
 from portal.alerts import rules
 from portal.alerts.query import latest
 from portal.alerts.webhook import blueprint
+from portal.events import bus as events
+from portal.readiness import http_ready
 from portal.settings import Settings
 from portal.stack import configs, process
 from tests.conftest import REPO, free_port, run_portal, shared_tmpdir
@@ -43,7 +45,7 @@ def _anchors(markdown: str) -> set[str]:
 
 
 def test_promtool_check_and_unit_tests_pass() -> None:
-    results = rules.check()
+    results = rules.check(rules.rule_files(settings.get()), rules.tests_dir())
     assert [r.step for r in results] == ["check rules", "test rules"]
     for r in results:
         assert r.ok, r.output
@@ -54,12 +56,12 @@ def test_promtool_check_reports_a_broken_rule(tmp_path: Path) -> None:
     (tmp_path / "bad.yml").write_text(
         "groups:\n- name: g\n  rules:\n  - alert: X\n    expr: rate(foo[5m]\n"
     )
-    results = rules.check(rules_dir=tmp_path, tests_dir=tmp_path / "none")
+    results = rules.check([tmp_path / "bad.yml"], tests=tmp_path / "none")
     assert not results[0].ok
     assert "bad.yml" in results[0].output
 
 
-def test_issue_alerts_exist_with_annotations_and_runbook_anchors() -> None:
+def test_named_alerts_exist_with_annotations_and_runbook_anchors() -> None:
     found = {r["alert"]: r for r in _all_rules()}
     wanted = {
         "HostDown",
@@ -104,6 +106,7 @@ def _payload(status: str = "firing", **labels: str) -> dict:
 @pytest.fixture
 def client(cfg: Settings) -> Iterator:
     app = Flask("test_alerts")
+    app.config["PORTAL_SETTINGS"] = cfg
     app.register_blueprint(blueprint)
     yield app.test_client()
 
@@ -174,6 +177,7 @@ def test_webhook_half_bad_notification_is_rejected_whole(client, database_url: s
 def webhook_server(cfg: Settings) -> Iterator[str]:
     """Just the alerts blueprint, served on the port of ``cfg.web_url``."""
     app = Flask("alerts_e2e")
+    app.config["PORTAL_SETTINGS"] = cfg
     app.register_blueprint(blueprint)
     server = make_server("127.0.0.1", cfg.web_port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -181,15 +185,6 @@ def webhook_server(cfg: Settings) -> Iterator[str]:
     yield cfg.web_url
     server.shutdown()
     thread.join(10)
-
-
-def _up(url: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_firing_rule_reaches_events_through_real_alertmanager(
@@ -252,9 +247,9 @@ def test_firing_rule_reaches_events_through_real_alertmanager(
         ),
     ]
     try:
-        assert process.wait_until(lambda: _up(am_url) and _up(prom_url), 30), process.tail(
-            tmp / "prometheus.log"
-        ) + process.tail(tmp / "alertmanager.log")
+        assert process.wait_until(lambda: http_ready(am_url) and http_ready(prom_url), 30), (
+            process.tail(tmp / "prometheus.log") + process.tail(tmp / "alertmanager.log")
+        )
 
         def arrived() -> bool:
             got = events.history(database_url, ["alert"], since=before)

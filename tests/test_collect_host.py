@@ -11,8 +11,8 @@ import httpx
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
-from portal import inventory
 from portal.db import engine as db_engine
+from portal.inventory import registry as inventory
 from portal.metrics.client import Prometheus
 from portal.settings import Settings
 from portal.stack import process

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from portal import inventory
 from portal.db import engine as db_engine
 from portal.demo import model
+from portal.inventory import registry as inventory
 from portal.metrics.client import Prometheus
 from portal.settings import Settings
 from portal.stack import process

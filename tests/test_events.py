@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
-from portal import events
 from portal.errors import PortalError
+from portal.events import bus as events
 from tests.conftest import portal_cmd
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from collectors.telemetry import Telemetry
-from portal import events, inventory
+from portal.events import bus as events
+from portal.inventory import registry as inventory
 from portal.metrics.client import Prometheus
 from portal.settings import Settings
 from portal.stack import manager

@@ -6,7 +6,8 @@ import socket
 
 import pytest
 
-from portal import readme, settings
+from portal import settings
+from tests import readme
 from portal.errors import SettingsError
 from tests.conftest import run_portal
 
@@ -68,7 +69,7 @@ def test_defaults_are_valid_and_documented() -> None:
         assert f"`{spec.env}`" in table
     current = readme.README.read_text()
     assert readme.render(current) == current, (
-        "README settings table is stale: run `portal settings table --write`"
+        "README settings table is stale: run `python -m tests.readme`"
     )
 
 

@@ -10,9 +10,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from collectors.telemetry import Telemetry, TelemetryError
-from portal import events
 from portal.db import engine as db_engine
 from portal.errors import PortalError
+from portal.events import bus as events
 from portal.metrics.client import Prometheus
 from portal.settings import Settings
 from portal.stack.process import wait_until

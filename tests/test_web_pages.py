@@ -213,7 +213,7 @@ def test_events_page_is_live(
     portal: PortalProcess, browser: Browser, web_sample_data: dict[str, object]
 ) -> None:
     database_url = str(web_sample_data["url"])
-    from portal import events
+    from portal.events import bus as events
 
     visit(browser, portal.url + "/events?range=1h")
     browser.wait(lambda: browser.js("return !!document.getElementById('events-table')"))

@@ -37,9 +37,9 @@ def list_cmd(show_all: bool, limit: int, as_json: bool) -> None:
 @alerts.command("check")
 def check_cmd() -> None:
     """Run `promtool check rules` and `promtool test rules` on prometheus/; exit 1 on failure."""
-    from portal.alerts.rules import check
+    from portal.alerts import rules
 
-    results = check()
+    results = rules.check(rules.rule_files(settings.get()), rules.tests_dir())
     for r in results:
         click.echo(f"{'ok' if r.ok else 'FAILED'}: promtool {r.step}")
         if not r.ok:

@@ -20,10 +20,10 @@ from prometheus_client.registry import Collector
 
 from collectors import hoststats
 from collectors.telemetry import Metric, Telemetry
-from portal import inventory
 from portal.db.writer import WritePath
 from portal.demo import model, sinks
 from portal.demo.logs import DemoLogs
+from portal.inventory import registry as inventory
 from portal.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,6 @@ from typing import Any
 
 import psycopg
 
-from portal import events
 from portal.db.engine import connect_raw, get_engine
 from portal.db.tables import ENFORCED_KEYS
 from portal.db.timeseries import ensure_partitions
@@ -23,6 +22,7 @@ from portal.db.writer import copy_rows
 from portal.demo import model, sinks
 from portal.demo.backfill import OpenMetricsFile, check_prometheus
 from portal.errors import PortalError
+from portal.events import bus as events
 from portal.settings import Settings
 
 METRIC_COLUMNS = ("time", "host", "component", "name", "labels", "value")

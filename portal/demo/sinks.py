@@ -10,9 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from portal import events
 from portal.db.engine import get_engine
 from portal.db.tables import data_products
+from portal.events import bus as events
 
 log = logging.getLogger(__name__)
 

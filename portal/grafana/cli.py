@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import shlex
 import sys
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import click
 
 from portal import settings
-
 from portal.timeparse import parse_duration
+
 
 @click.group()
 def grafana() -> None:
@@ -20,7 +21,7 @@ def grafana() -> None:
 @grafana.command("build")
 @click.option("--check", is_flag=True, help="Only report stale files; exit 1 if any.")
 def build(check: bool) -> None:
-    """Generate grafana-provisioning/ from portal/grafana/ (idempotent)."""
+    """Regenerate the shipped grafana-provisioning/ from portal/grafana/ (needs the dev extra)."""
     from portal.grafana import provisioning
 
     if check:
@@ -36,6 +37,17 @@ def build(check: bool) -> None:
     for rel in changed:
         click.echo(f"wrote grafana-provisioning/{rel}")
     click.echo(f"{len(changed)} file(s) changed")
+
+
+@grafana.command("export")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+def export(folder: Path) -> None:
+    """Write a provisioning folder with every plugin's dashboards, for Grafana to mount."""
+    from portal.grafana import provisioning
+
+    dashboards = provisioning.registered(settings.get())
+    changed = provisioning.write(folder, dashboards)
+    click.echo(f"{folder}: {len(dashboards)} dashboards, {len(changed)} file(s) changed")
 
 
 @grafana.command("check")

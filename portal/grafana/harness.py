@@ -296,8 +296,8 @@ def default_range_s(model: dict[str, Any]) -> float:
 
 
 def run(cfg: Settings, range_s: float, only: Sequence[str] = ()) -> Report:
-    """The committed dashboards against the configured backends, over the last ``range_s``."""
-    dashboards = provisioning.load_dashboards()
+    """Every registered dashboard against the configured backends, over the last ``range_s``."""
+    dashboards = provisioning.registered(cfg)
     if only:
         unknown = sorted(set(only) - set(dashboards))
         if unknown:

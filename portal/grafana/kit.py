@@ -20,11 +20,13 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableSort,
 )
 
-#: Fixed datasource uids: every dashboard references these, never ``${DS_...}`` inputs.
-PROMETHEUS = DataSourceRef(type_val="prometheus", uid="obs-prometheus")
-POSTGRES = DataSourceRef(type_val="grafana-postgresql-datasource", uid="obs-postgres")
-LOKI = DataSourceRef(type_val="loki", uid="obs-loki")
-ALERTMANAGER = DataSourceRef(type_val="alertmanager", uid="obs-alertmanager")
+from portal.grafana import uids
+
+#: The fixed datasource uids of ``uids`` as SDK references.
+PROMETHEUS, POSTGRES, LOKI, ALERTMANAGER = (
+    DataSourceRef(type_val=ref.type_val, uid=ref.uid)
+    for ref in (uids.PROMETHEUS, uids.POSTGRES, uids.LOKI, uids.ALERTMANAGER)
+)
 
 SqlFormat = Literal["time_series", "table"]
 

@@ -7,8 +7,9 @@ from dataclasses import asdict
 
 import click
 
-from portal import inventory, settings
+from portal import settings
 from portal.errors import PortalError
+from portal.inventory import registry as inventory
 
 
 def _labels(pairs: tuple[str, ...]) -> dict[str, str]:

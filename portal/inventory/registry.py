@@ -13,10 +13,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from portal import events
 from portal.db.engine import get_engine
 from portal.db.tables import components, hosts
 from portal.errors import PortalError
+from portal.events import bus as events
 from portal.metrics.targets import write_targets
 from portal.settings import Settings
 

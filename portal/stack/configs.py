@@ -11,10 +11,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from portal import plugins
 from portal.settings import Settings
-
-REPO = Path(__file__).resolve().parents[2]
-RULES_DIR = REPO / "prometheus" / "rules"
 
 
 def hostport(url: str) -> str:
@@ -34,7 +32,8 @@ def prometheus_config(cfg: Settings, scrape_interval: str = "10s") -> dict:
             "evaluation_interval": scrape_interval,
             "external_labels": {"portal": "obsportal"},
         },
-        "rule_files": [str(RULES_DIR / "*.yml")],
+        # every plugin's rule files (prometheus_rule_files): the alerts capability ships ours
+        "rule_files": [str(p) for p in plugins.get(cfg).results("prometheus_rule_files")],
         "alerting": {
             "alertmanagers": [{"static_configs": [{"targets": [hostport(cfg.alertmanager_url)]}]}]
         },

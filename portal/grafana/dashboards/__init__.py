@@ -1,28 +1,23 @@
-"""One module per dashboard; ``ALL`` maps the generated file name to its builder function."""
+"""Dashboard sources (grafana-foundation-sdk, a dev dependency): one module per dashboard.
+
+Each module lists what it builds in ``DASHBOARDS`` (file stem -> builder); ``generate`` finds
+them all, so adding a dashboard is adding a module.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import pkgutil
+from typing import Any
 
-from grafana_foundation_sdk.builders.dashboard import Dashboard
+from portal.grafana import kit
 
-from portal.grafana.dashboards import (
-    batch,
-    database,
-    host,
-    logs,
-    overview,
-    realtime,
-    storage,
-)
 
-ALL: dict[str, Callable[[], Dashboard]] = {
-    "overview": overview.build,
-    "host": host.build,
-    "realtime": realtime.build,
-    "batch": batch.build,
-    "storage": storage.build,
-    "database": database.build,
-    "logs": logs.build,
-    "logs-loki": logs.build_loki,
-}
+def generate() -> dict[str, dict[str, Any]]:
+    """Every dashboard of this package as provisioning JSON, by file stem."""
+    out: dict[str, dict[str, Any]] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for name, build in module.DASHBOARDS.items():
+            out[name] = kit.render(build())
+    return out

@@ -81,3 +81,6 @@ def build() -> Dashboard:
             )
         )
     )
+
+
+DASHBOARDS = {"batch": build}

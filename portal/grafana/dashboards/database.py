@@ -98,3 +98,6 @@ def build() -> Dashboard:
             )
         )
     )
+
+
+DASHBOARDS = {"database": build}

@@ -131,3 +131,6 @@ def build() -> Dashboard:
             )
         )
     )
+
+
+DASHBOARDS = {"host": build}

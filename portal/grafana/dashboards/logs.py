@@ -112,3 +112,6 @@ def build_loki() -> Dashboard:
         )
         .with_panel(logs("Log lines", logql(f'{sel} |= "$search"')))
     )
+
+
+DASHBOARDS = {"logs": build, "logs-loki": build_loki}

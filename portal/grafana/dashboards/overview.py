@@ -86,3 +86,6 @@ def build() -> Dashboard:
             )
         )
     )
+
+
+DASHBOARDS = {"overview": build}

@@ -91,3 +91,6 @@ def build() -> Dashboard:
             )
         )
     )
+
+
+DASHBOARDS = {"realtime": build}

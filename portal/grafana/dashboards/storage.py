@@ -101,3 +101,6 @@ def build() -> Dashboard:
             )
         )
     )
+
+
+DASHBOARDS = {"storage": build}

@@ -1,4 +1,7 @@
-"""Keeps generated sections of README.md in step with the code (``portal settings table``)."""
+"""Keeps generated sections of README.md in step with the code (a dev tool, not shipped).
+
+``python -m tests.readme`` rewrites the settings table; a test fails while it is stale.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from pathlib import Path
 
 from portal.settings import markdown_table
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parent.parent / "README.md"
 _BLOCK = re.compile(r"(<!-- settings:begin -->\n).*?(\n<!-- settings:end -->)", re.S)
 
 
@@ -22,3 +25,7 @@ def update(path: Path = README) -> bool:
     if new != old:
         path.write_text(new)
     return new != old
+
+
+if __name__ == "__main__":
+    print("README.md updated" if update() else "README.md already current")

@@ -1,0 +1,120 @@
+"""The extension points of obsportal: every capability, built-in or not, registers through these.
+
+Built-in capabilities are plugins like a station's own package (entry-point group ``obsportal``),
+so this path runs every day. Hook implementations import their heavy modules inside the hook
+function: the CLI calls ``register_commands`` on every start and must stay fast.
+"""
+
+# mypy: disable-error-code="empty-body"
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+    import flask
+
+    from portal.settings import Setting, Settings
+
+PROJECT = "obsportal"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+def portal_argv(*args: str) -> tuple[str, ...]:
+    """The command line of a ``portal`` subcommand, run with this interpreter."""
+    return (sys.executable, "-m", "portal", *args)
+
+
+@dataclass(frozen=True)
+class Component:
+    """A long-running process ``portal run`` keeps alive.
+
+    Give ``argv`` (e.g. ``portal_argv("collect", "host")``) or ``call``, a ``"module:function"``
+    run in a fresh Python. ``restart``: ``always``, ``on-failure`` (a one-shot job, done after a
+    clean exit) or ``never``.
+    """
+
+    name: str
+    argv: tuple[str, ...] = ()
+    call: str = ""
+    restart: str = "always"
+    demo_only: bool = False
+    order: int = 100  # start order: lower first
+
+    def command(self) -> list[str]:
+        if self.argv:
+            return list(self.argv)
+        module, _, function = self.call.partition(":")
+        if not module or not function:
+            raise ValueError(f"component {self.name}: give argv or call='module:function'")
+        return [sys.executable, "-c", f"import {module} as m; m.{function}()"]
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """A Grafana dashboard: ``build()`` returns its JSON model (a dict, as Grafana stores it)."""
+
+    name: str  # file stem under grafana-provisioning/dashboards/
+    build: Callable[[], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class OpsAction:
+    """An operations action (maintenance, restart, ...): the operations capability runs these."""
+
+    name: str
+    help: str
+    role: str = "operator"
+    params: dict[str, str] = field(default_factory=dict)  # name -> pattern the value must match
+
+
+@hookspec
+def register_settings() -> list[Setting]:
+    """``PORTAL_*`` settings this plugin reads (validated with the core ones, shown in tables)."""
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add commands or groups to the ``portal`` command (``cli.add_command``)."""
+
+
+@hookspec
+def register_blueprints(settings: Settings) -> list[flask.Blueprint]:
+    """Flask blueprints (API routes) mounted on the portal's server."""
+
+
+@hookspec
+def register_pages() -> list[Path]:
+    """Page files, or folders of them, shown in the portal's main navigation."""
+
+
+@hookspec
+def quicklook_folders(settings: Settings) -> list[Path]:
+    """Folders of one-file quicklook pages; the running portal watches them for changes."""
+
+
+@hookspec
+def register_components(settings: Settings) -> list[Component]:
+    """Long-running components ``portal run`` starts, supervises and stops."""
+
+
+@hookspec
+def register_dashboards() -> list[Dashboard]:
+    """Grafana dashboards written by ``portal grafana build`` and checked by ``grafana check``."""
+
+
+@hookspec
+def prometheus_rule_files() -> list[Path]:
+    """Prometheus alerting/recording rule files the local Prometheus loads and promtool checks."""
+
+
+@hookspec
+def register_ops_actions() -> list[OpsAction]:
+    """Operations actions offered in the portal and by ``portal ops``."""

@@ -1,0 +1,1 @@
+"""The inventory of hosts and components (``registry``), and ``portal hosts``."""
