@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from portal.errors import DatabaseUnavailable, SettingsError
+from portal.redact import redact_url
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
@@ -74,8 +75,7 @@ def connect_raw(url: str, autocommit: bool = True, timeout: int = 5) -> psycopg.
 
 def describe_unreachable(url: str, exc: BaseException) -> str:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    safe = make_url(sqlalchemy_url(url)).render_as_string(hide_password=True)
-    return f"cannot connect to {safe} ({first})"
+    return f"cannot connect to {redact_url(url)} ({first})"
 
 
 def is_reachable(url: str, timeout: int = 3) -> bool:

@@ -20,6 +20,8 @@ import httpx
 
 from portal.db import engine as db_engine
 from portal.errors import PortalError
+from portal.readiness import http_ready
+from portal.redact import redact_url
 from portal.settings import Settings, check_port_free
 from portal.stack import configs, postgres, process
 
@@ -96,10 +98,7 @@ def log_path(cfg: Settings, name: str) -> Path:
 def healthy(service: Service, url: str) -> bool:
     if service is POSTGRES:
         return db_engine.server_reachable(url, timeout=2)
-    try:
-        return httpx.get(f"{url}/-/ready", timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return http_ready(url, timeout=2.0)
 
 
 def find_binary(service: Service) -> str:
@@ -180,7 +179,7 @@ def _start(service: Service, cfg: Settings) -> dict[str, Any]:
     parts = urlsplit(url)
     if parts.hostname not in postgres.LOCAL_HOSTS:
         raise PortalError(
-            f"{service.setting}: {url} does not answer, and a local "
+            f"{service.setting}: {redact_url(url)} does not answer, and a local "
             f"{service.name} can only be started on 127.0.0.1"
         )
     binary = find_binary(service)
@@ -217,7 +216,7 @@ def _ensure(
         say(f"{service.name}: was crashed ({current.detail}); restarting")
     entry = state[service.name] = _start(service, cfg)
     _save_state(cfg, state)
-    say(f"{service.name}: starting on {_safe_url(url)}")
+    say(f"{service.name}: starting on {redact_url(url)}")
 
     def settled() -> bool:
         return healthy(service, url) or not process.alive(_pid(service, entry))
@@ -226,7 +225,7 @@ def _ensure(
     if not healthy(service, url):
         log = log_path(cfg, service.name)
         raise PortalError(
-            f"{service.name} did not become healthy at {_safe_url(url)}; "
+            f"{service.name} did not become healthy at {redact_url(url)}; "
             f"log {log}: {process.tail(log, 3)}"
         )
 
@@ -277,7 +276,7 @@ def reload_prometheus(cfg: Settings) -> bool:
 def describe(statuses: list[ServiceStatus]) -> str:
     rows = [("SERVICE", "STATE", "PID", "URL", "DETAIL")]
     for s in statuses:
-        rows.append((s.name, s.state, str(s.pid or "-"), _safe_url(s.url), s.detail))
+        rows.append((s.name, s.state, str(s.pid or "-"), redact_url(s.url), s.detail))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join(
         "  ".join(r[i].ljust(widths[i]) for i in range(4)) + ("  " + r[4] if r[4] else "")
@@ -285,20 +284,8 @@ def describe(statuses: list[ServiceStatus]) -> str:
     )
 
 
-def _safe_url(url: str) -> str:
-    if url.startswith("postgres"):
-        from sqlalchemy.engine import make_url
-
-        return (
-            make_url(db_engine.sqlalchemy_url(url))
-            .set(drivername="postgresql")
-            .render_as_string(hide_password=True)
-        )
-    return url
-
-
 def as_json(statuses: list[ServiceStatus]) -> str:
-    return json.dumps([asdict(s) for s in statuses], indent=2)
+    return json.dumps([{**asdict(s), "url": redact_url(s.url)} for s in statuses], indent=2)
 
 
 def wait_ready(cfg: Settings, timeout: float = 30.0) -> bool:
