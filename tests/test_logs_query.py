@@ -238,6 +238,7 @@ def test_cli_bad_input_is_one_clear_error(sample: dict[str, str], portal_logs: I
 @pytest.fixture(scope="module")
 def client(cfg: Settings) -> flask.testing.FlaskClient:
     app = flask.Flask(__name__)
+    app.config["PORTAL_SETTINGS"] = cfg
     app.register_blueprint(blueprint)
     return app.test_client()
 
@@ -280,8 +281,9 @@ def test_api_logs_bad_input_is_400_with_one_sentence(client: flask.testing.Flask
     ]:
         resp = client.get("/api/logs", query_string=params)
         assert resp.status_code == 400, params
-        body = resp.get_data(as_text=True)
-        assert body.startswith("error: ") and text in body and "Traceback" not in body
+        assert resp.mimetype == "application/json" and set(resp.get_json()) == {"error"}
+        error = resp.get_json()["error"]
+        assert text in error and "\n" not in error and "Traceback" not in error
 
 
 # -- live tail ------------------------------------------------------------------------------------
@@ -387,15 +389,15 @@ def test_million_line_query_streams_in_bounded_memory(cfg: Settings) -> None:
 def test_api_logs_unreachable_database_is_503(
     client: flask.testing.FlaskClient, cfg: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from portal import settings
     from tests.conftest import free_port
 
     dead = cfg.replace(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/none")
-    monkeypatch.setattr(settings, "get", lambda: dead)
+    assert client.application is not None
+    monkeypatch.setitem(client.application.config, "PORTAL_SETTINGS", dead)
     resp = client.get("/api/logs", query_string={"host": "cn07"})
-    body = resp.get_data(as_text=True)
-    assert resp.status_code == 503 and body.startswith("error: PORTAL_DATABASE_URL: cannot")
-    assert len(body.strip().splitlines()) == 1
+    error = resp.get_json()["error"]
+    assert resp.status_code == 503 and error.startswith("PORTAL_DATABASE_URL: cannot connect")
+    assert "\n" not in error
 
 
 def test_quicklook_logs_helper_returns_a_frame(sample: dict[str, object]) -> None:

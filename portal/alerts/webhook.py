@@ -12,32 +12,32 @@ from typing import Any
 import psycopg
 from flask import Blueprint, Response, jsonify, request
 
-from portal import events, settings
 from portal.alerts.payload import TOPIC, BadPayload, parse
 from portal.db.engine import connect_raw
 from portal.errors import PortalError
+from portal.events import bus as events
+from portal.web import context
+from portal.web.errors import error_response
 
 blueprint = Blueprint("alerts", __name__)
 
 
-def _error(status: int, message: str) -> tuple[Response, int]:
-    return jsonify({"error": message}), status
-
-
 @blueprint.post("/api/alerts")
-def receive() -> tuple[Response, int]:
+def receive() -> Response:
     """Record every alert of one Alertmanager notification."""
     body: Any = request.get_json(silent=True)
     if body is None:
-        return _error(400, "request body is not JSON (expected an Alertmanager webhook payload)")
+        return error_response(
+            400, "request body is not JSON (expected an Alertmanager webhook payload)"
+        )
     try:
         source, alerts = parse(body)
     except BadPayload as exc:
-        return _error(400, str(exc))
-    url = settings.get().database_url
+        return error_response(400, str(exc))
+    url = context.settings().database_url
     try:
         with connect_raw(url) as conn, conn.transaction():
             ids = [events.publish(url, TOPIC, a, source=source, conn=conn) for a in alerts]
     except (PortalError, psycopg.Error) as exc:
-        return _error(503, f"alerts not recorded, retry later: {exc}")
-    return jsonify({"recorded": len(ids), "ids": ids}), 200
+        return error_response(503, f"alerts not recorded, retry later: {exc}")
+    return jsonify({"recorded": len(ids), "ids": ids})

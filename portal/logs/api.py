@@ -1,7 +1,7 @@
 """``GET /api/logs``: the CLI's filters over HTTP, streamed as text or JSON lines.
 
-Bad input is a 400 with one line of text; an unreachable store is a 503. The first record is
-fetched before the response starts, so those errors never arrive halfway through a body.
+Bad input is a 400 and an unreachable store a 503, each with the JSON body ``{"error": ...}``.
+The first record is fetched before the response starts, so errors never arrive mid-body.
 """
 
 from __future__ import annotations
@@ -13,19 +13,16 @@ from datetime import UTC, datetime
 import flask
 from werkzeug.datastructures import MultiDict
 
-from portal import settings
 from portal.errors import BackendUnavailable, DatabaseUnavailable, PortalError
 from portal.logs.cli import build_query
 from portal.logs.format import FORMATS, Record, formatter
+from portal.web import context
+from portal.web.errors import error_response
 
 blueprint = flask.Blueprint("logs_api", __name__)
 
 CHUNK = 1000
 MIMETYPES = {"text": "text/plain; charset=utf-8", "jsonl": "application/x-ndjson"}
-
-
-def _error(status: int, message: str) -> flask.Response:
-    return flask.Response(f"error: {message}\n", status=status, mimetype="text/plain")
 
 
 def _int(raw: str | None, name: str) -> int | None:
@@ -75,12 +72,12 @@ def get_logs() -> flask.Response:
         )
         from portal.logs.query import stream
 
-        records = stream(settings.get().database_url, q)
+        records = stream(context.settings().database_url, q)
         first = next(records, None)
     except (DatabaseUnavailable, BackendUnavailable) as exc:
-        return _error(503, str(exc))
+        return error_response(503, str(exc))
     except PortalError as exc:
-        return _error(400, str(exc))
+        return error_response(400, str(exc))
     body: Iterator[str] = iter(()) if first is None else _chunks(first, records, fmt)
     resp = flask.Response(flask.stream_with_context(body), mimetype=MIMETYPES[fmt])
     if args.get("download", "") in ("1", "true", "yes"):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import dash
 import flask
 
-from portal import settings
-from portal.web import health
+from portal.web import context, health
 
 blueprint = flask.Blueprint("portal_api", __name__)
 
@@ -14,7 +13,7 @@ blueprint = flask.Blueprint("portal_api", __name__)
 @blueprint.get("/healthz")
 def healthz() -> flask.Response:
     """Always 200 while the portal runs; the body says which backends answer."""
-    return flask.jsonify(health.check(settings.get()))
+    return flask.jsonify(health.check(context.settings()))
 
 
 @blueprint.get("/api/pages")

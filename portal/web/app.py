@@ -18,7 +18,7 @@ from dash import _callback, _pages, set_props
 from portal import quicklook as ql
 from portal.errors import PortalError
 from portal.settings import Settings
-from portal.web import loader, metrics, shell
+from portal.web import errors, loader, metrics, shell
 
 log = logging.getLogger("portal.web")
 
@@ -70,6 +70,8 @@ def create_app(cfg: Settings) -> flask.Flask:
     _reset_dash_globals()
     server = flask.Flask("portal")
     metrics.install(server)
+    server.config["PORTAL_SETTINGS"] = cfg  # request code reads it via portal.web.context
+    errors.install(server)  # JSON error bodies on /api/*
     register_blueprints(server)
     pages: list[loader.Page] = []
 
