@@ -42,6 +42,7 @@ from portal.db import writer as writer_mod
 from portal.db.writer import WritePath
 from portal.errors import BackendUnavailable
 from portal.events import bus as events
+from portal.redact import redact_url
 from portal.settings import Settings
 from portal.stack.configs import hostport
 
@@ -270,7 +271,7 @@ class Telemetry:
             )
         except (URLError, OSError) as exc:
             raise BackendUnavailable(
-                f"Pushgateway at {self.cfg.pushgateway_url} does not answer ({exc})"
+                f"Pushgateway at {redact_url(self.cfg.pushgateway_url)} does not answer ({exc})"
             ) from None
         self.mirror(extra={"job": job, **(extra or {})})
 

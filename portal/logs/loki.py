@@ -21,6 +21,7 @@ import httpx
 from portal.errors import BackendUnavailable, PortalError
 from portal.logs.format import Record
 from portal.logs.query import LEVELS, LogQuery
+from portal.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class LokiClient:
                 if resp.status_code < 500 and resp.status_code != 429:
                     raise PortalError(f"Loki refused the push ({problem})")
             if attempt == self.retries:
-                raise BackendUnavailable(f"Loki push to {self.url} failed: {problem}")
+                raise BackendUnavailable(f"Loki push to {redact_url(self.url)} failed: {problem}")
             log.warning("Loki push attempt %d failed (%s); retrying", attempt, problem)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -156,7 +157,9 @@ class LokiClient:
         try:
             resp = self._http.get(self.url + QUERY_RANGE_PATH, params=params)
         except httpx.HTTPError as exc:
-            raise BackendUnavailable(f"Loki at {self.url} does not answer ({exc})") from None
+            raise BackendUnavailable(
+                f"Loki at {redact_url(self.url)} does not answer ({exc})"
+            ) from None
         if resp.status_code != 200:
             raise PortalError(f"Loki query failed: HTTP {resp.status_code}: {resp.text.strip()}")
         data = resp.json().get("data", {})
