@@ -74,7 +74,8 @@ class Plugins:
         first = (str(exc).strip().splitlines() or [""])[0]
         error = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
         error = f"{hook} raised {error}" if hook else error
-        log.error("plugin %s (%s) failed: %s", name, source, error, exc_info=exc)
+        # the CLI and the web app report it in one line; the traceback is for PORTAL_LOG_LEVEL=DEBUG
+        log.debug("plugin %s (%s) failed: %s", name, source, error, exc_info=exc)
         if any(i.name == name and i.error == error for i in self.infos):
             return  # the same failure on a repeated hook call
         self.infos.append(PluginInfo(name, source, module, error=error))

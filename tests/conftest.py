@@ -145,7 +145,7 @@ def db_conn(database_url: str) -> Iterator[object]:
     conn.close()
 
 
-# -- portal web (issue 4) -----------------------------------------------------------------------
+# -- portal web --------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def web_database_url(pg_server: str) -> Iterator[str]:
     """A database of the page tests' own: their counts must not see other tests' rows."""

@@ -69,7 +69,7 @@ def test_grafana_env_prints_what_the_provisioning_reads() -> None:
     assert lines["OBS_PG_PASSWORD"] == "'p@ss word'"
 
 
-def test_issue_dashboards_exist_with_unique_uids() -> None:
+def test_named_dashboards_exist_with_unique_uids() -> None:
     dashboards = _dashboards()
     assert {
         "overview",
