@@ -13,12 +13,12 @@ from typing import Any
 
 import dash
 import flask
-from dash import _callback, _pages, set_props
+from dash import set_props
 
 from portal import quicklook as ql
 from portal.errors import PortalError
 from portal.settings import Settings
-from portal.web import errors, loader, metrics, shell
+from portal.web import dash_compat, errors, loader, metrics, shell
 
 log = logging.getLogger("portal.web")
 
@@ -58,16 +58,9 @@ def register_blueprints(server: flask.Flask) -> list[str]:
     return done
 
 
-def _reset_dash_globals() -> None:
-    """Forget pages and callbacks of a previous app in this process (tests build several)."""
-    _pages.PAGE_REGISTRY.clear()
-    _callback.GLOBAL_CALLBACK_LIST.clear()
-    _callback.GLOBAL_CALLBACK_MAP.clear()
-
-
 def create_app(cfg: Settings) -> flask.Flask:
     """The portal's WSGI app: Dash pages (built-in + quicklooks) on a Flask server."""
-    _reset_dash_globals()
+    dash_compat.reset_globals()  # pages and callbacks of a previous app in this process
     server = flask.Flask("portal")
     metrics.install(server)
     server.config["PORTAL_SETTINGS"] = cfg  # request code reads it via portal.web.context
