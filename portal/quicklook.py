@@ -117,18 +117,57 @@ def _cfg() -> settings.Settings:
     return settings.get()
 
 
+#: Longest one ``sql`` statement may run (PostgreSQL ``statement_timeout``), in seconds.
+SQL_TIMEOUT_S = 30
+
+
 def sql(query: str, **params: Any) -> pd.DataFrame:
-    """Run a read-only SQL query (``:name`` parameters) and return a DataFrame."""
+    """Run one SQL statement (``:name`` parameters) read-only and return a DataFrame.
+
+    The statement runs in a ``READ ONLY`` transaction that is rolled back afterwards, as one
+    statement (prepared: ``COMMIT; ...`` cannot leave the transaction), and is cancelled after
+    ``SQL_TIMEOUT_S`` seconds: a quicklook cannot change the database or hold it up.
+    """
     url = _cfg().database_url
     try:
         with get_engine(url).connect() as conn:
-            result = conn.execute(sa.text(query), params)
-            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-    except sa.exc.OperationalError as exc:
-        raise DatabaseUnavailable(describe_unreachable(url, exc.orig or exc)) from None
+            conn.execution_options(postgresql_readonly=True)  # BEGIN READ ONLY
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {SQL_TIMEOUT_S * 1000}")
+            driver: Any = conn.connection.driver_connection
+            threshold = driver.prepare_threshold
+            driver.prepare_threshold = 0  # extended protocol: exactly one statement
+            try:
+                result = conn.execute(sa.text(query), params)
+                rows = result.fetchall() if result.returns_rows else []
+                columns = list(result.keys()) if result.returns_rows else []
+            finally:
+                driver.prepare_threshold = threshold
+            return pd.DataFrame(rows, columns=columns)
+    except sa.exc.DBAPIError as exc:
+        raise _sql_error(url, exc) from None
     except sa.exc.SQLAlchemyError as exc:
-        first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        first = str(exc).strip().splitlines()[0]
         raise PortalError(f"the database rejected the query: {first}") from None
+
+
+def _sql_error(url: str, exc: sa.exc.DBAPIError) -> PortalError:
+    """One sentence for a failed ``sql`` call, naming what happened."""
+    orig = exc.orig or exc
+    state = getattr(orig, "sqlstate", None)
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    if state == "25006":
+        return PortalError(f"read-only: quicklook queries cannot change the database ({first})")
+    if state == "57014":
+        return PortalError(
+            f"the query ran longer than {SQL_TIMEOUT_S} s and was cancelled: "
+            "narrow the time range or aggregate in SQL"
+        )
+    if state == "42601" and "multiple commands" in first:
+        return PortalError("ql.sql runs one statement per call (no ';' between statements)")
+    no_answer = state is None and isinstance(exc, sa.exc.OperationalError)
+    if no_answer or (state or "").startswith("08"):  # 08xxx: connection exceptions
+        return DatabaseUnavailable(describe_unreachable(url, orig))
+    return PortalError(f"the database rejected the query: {first}")
 
 
 def _prometheus() -> Any:

@@ -1,8 +1,10 @@
 """Beam data rate over ~4 months at 1 s cadence: 10 million points, re-aggregated on zoom.
 
-Stateless under several gunicorn workers (plotly-resampler issues #27, #300, #352): no figure
-object is kept per user; every zoom sends the visible x-range and whichever worker answers
-re-aggregates that slice of the data source with plotly-resampler's MinMaxLTTB aggregator.
+Stateless under several gunicorn workers (plotly-resampler issues #27, #300, #352): layout()
+returns a plotly-resampler FigureResampler and the portal keeps no figure per user. Every zoom
+sends the visible x-range with the page's URL; whichever worker answers calls layout() again
+(cheap: series() is deterministic and cached per worker) and plotly-resampler re-aggregates that
+slice with its MinMaxLTTB aggregator to N_OUT points.
 """
 
 from functools import lru_cache
@@ -10,19 +12,15 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from dash import Input, Output, State, callback, dcc, html
-from plotly_resampler.aggregation import MinMaxLTTB
-
-from portal import quicklook as ql
+from plotly_resampler import FigureResampler
 
 TITLE = "Beam data rate (10 M points)"
 N_OUT = 2000  # points sent to the browser per view
-CADENCE_S = 1
 
 
 @lru_cache(maxsize=2)
-def series(beam: int, points: int) -> tuple[np.datetime64, np.ndarray]:
-    """The data source: start time and float32 rates (MB/s), 1 s apart, ending this hour.
+def series(beam: int, points: int) -> tuple[np.ndarray, np.ndarray]:
+    """The data source: times 1 s apart ending this hour, and float32 rates (MB/s).
 
     Deterministic per beam, so every worker rebuilds the same series; a station with recorded
     rates would read them here instead (e.g. np.load of an archived beam product).
@@ -34,65 +32,18 @@ def series(beam: int, points: int) -> tuple[np.datetime64, np.ndarray]:
     for start in rng.integers(0, points, 40):  # outages: the rate drops to zero
         rate[start : start + int(rng.integers(60, 3600))] = 0
     end = np.datetime64(pd.Timestamp.now(tz="UTC").floor("h").tz_localize(None), "s")
-    return end - np.timedelta64(points * CADENCE_S, "s"), rate
-
-
-def view(beam: int, points: int, x0=None, x1=None) -> go.Figure:
-    """Aggregate the [x0, x1] slice (whole series when None) to N_OUT points."""
-    t0, rate = series(beam, points)
-    lo, hi = 0, len(rate)
-    if x0 is not None and x1 is not None:
-        lo = int(np.clip((pd.Timestamp(x0).to_datetime64() - t0) / np.timedelta64(1, "s"), 0, hi))
-        hi = int(
-            np.clip((pd.Timestamp(x1).to_datetime64() - t0) / np.timedelta64(1, "s") + 1, lo, hi)
-        )
-    idx = np.arange(lo, hi)
-    if hi - lo > N_OUT:
-        idx = lo + MinMaxLTTB().arg_downsample(rate[lo:hi], n_out=N_OUT)
-    x = t0 + idx.astype("timedelta64[s]") * CADENCE_S
-    # SVG Scatter: 2000 points draw faster than a WebGL context starts (headless: software GL)
-    fig = go.Figure(go.Scatter(x=x, y=rate[idx], mode="lines", name=f"beam {beam}"))
-    fig.update_layout(
-        title=f"Beam {beam}: {hi - lo:,} points in view, {len(idx):,} drawn",
-        yaxis={"title": "MB/s"},
-        height=450,
-        uirevision=f"{beam}-{points}",
-    )
-    return fig
-
-
-@lru_cache(maxsize=8)
-def full_view(beam: int, points: int) -> go.Figure:
-    """The unzoomed view, derived from the data source: identical in every worker."""
-    return view(beam, points)
+    times = end - np.timedelta64(points, "s") + np.arange(points).astype("timedelta64[s]")
+    return times, rate
 
 
 def layout(beam: int = 0, points: int = 10_000_000):
-    """?beam=N picks the beam; ?points=N the series length (max 50 M)."""
+    """?beam=N picks the beam; ?points=N the series length (1000 to 50 M)."""
     points = max(1000, min(points, 50_000_000))
-    return html.Div(
-        [
-            dcc.Store(id="bdr-source", data={"beam": beam, "points": points}),
-            dcc.Graph(id="bdr-graph", figure=full_view(beam, points)),
-        ]
+    times, rate = series(beam, points)
+    fig = FigureResampler(default_n_shown_samples=N_OUT)
+    # SVG Scatter: 2000 points draw faster than a WebGL context starts (headless: software GL)
+    fig.add_trace(go.Scatter(mode="lines", name=f"beam {beam}"), hf_x=times, hf_y=rate)
+    fig.update_layout(
+        title=f"Beam {beam}: {points:,} points at 1 s", yaxis_title="MB/s", height=450
     )
-
-
-@callback(
-    Output("bdr-graph", "figure"),
-    Input("bdr-graph", "relayoutData"),
-    State("bdr-source", "data"),
-    prevent_initial_call=True,
-)
-def zoom(relayout, source):
-    """Any worker can answer: the request carries everything needed (beam, range)."""
-    relayout = relayout or {}
-    if "xaxis.range[0]" in relayout:
-        return view(
-            source["beam"], source["points"], relayout["xaxis.range[0]"], relayout["xaxis.range[1]"]
-        )
-    if "xaxis.range" in relayout:
-        return view(source["beam"], source["points"], *relayout["xaxis.range"])
-    if relayout.get("xaxis.autorange"):
-        return full_view(source["beam"], source["points"])
-    raise ql.PreventUpdate
+    return fig

@@ -1,7 +1,10 @@
-"""Hhat stacks: backlog per stack kind, and candidates as DM vs time sized by significance."""
+"""Hhat stacks: backlog per stack kind, candidates as DM vs time, and the richest pointings.
+
+Each part is its own list element: when Prometheus is down the backlog shows a one-line notice
+and the database parts still render.
+"""
 
 import plotly.graph_objects as go
-from dash import dcc, html
 
 from portal import quicklook as ql
 
@@ -16,17 +19,21 @@ def backlog(tr: ql.TimeRange):
     fig.update_layout(
         title="Hhat stacks pending", height=300, xaxis={"range": [tr.start, tr.end], "type": "date"}
     )
-    return dcc.Graph(figure=fig, id="hhat-backlog-graph")
+    return fig
 
 
-def candidates(tr: ql.TimeRange, min_candidates: int):
-    df = ql.sql(
+def pointings(tr: ql.TimeRange, min_candidates: int):
+    return ql.sql(
         "SELECT time, beam, max_dm, n_candidates FROM pointings WHERE time >= :start "
         "AND time < :end AND n_candidates >= :n AND max_dm IS NOT NULL ORDER BY time",
         start=tr.start,
         end=tr.end,
         n=min_candidates,
     )
+
+
+def candidates(tr: ql.TimeRange, min_candidates: int):
+    df = pointings(tr, min_candidates)
     size = 4 + 20 * (df["n_candidates"] / max(1, df["n_candidates"].max())) if len(df) else []
     fig = go.Figure(
         go.Scattergl(
@@ -46,14 +53,20 @@ def candidates(tr: ql.TimeRange, min_candidates: int):
         xaxis={"range": [tr.start, tr.end], "type": "date"},
         yaxis={"title": "DM (pc/cm³)"},
     )
-    return dcc.Graph(figure=fig, id="hhat-candidates-graph")
+    return fig
+
+
+def richest(tr: ql.TimeRange, min_candidates: int):
+    """The 20 pointings with most candidates: a table the reader can sort."""
+    df = pointings(tr, min_candidates)
+    return df.nlargest(20, "n_candidates")
 
 
 def layout(time_range: ql.TimeRange, min_candidates: int = 1):
-    """Backlog comes from Prometheus, candidates from the database: each may fail alone."""
-    return html.Div(
-        [
-            ql.guard(lambda: backlog(time_range)),
-            ql.guard(lambda: candidates(time_range, min_candidates)),
-        ]
-    )
+    """Backlog from Prometheus, candidates from the database: each part may fail alone."""
+    return [
+        lambda: backlog(time_range),
+        lambda: candidates(time_range, min_candidates),
+        "#### Pointings with most candidates",
+        lambda: richest(time_range, min_candidates),
+    ]

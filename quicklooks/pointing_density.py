@@ -1,7 +1,6 @@
 """Pointing density on the sky: where the beams looked (RA/Dec) in the picked time range."""
 
 import plotly.graph_objects as go
-from dash import dcc
 
 from portal import quicklook as ql
 
@@ -33,4 +32,4 @@ def layout(time_range: ql.TimeRange, beam: int | None = None, bins: int = 72):
         yaxis={"title": "Dec (deg)", "range": [-90, 90]},
         height=500,
     )
-    return dcc.Graph(figure=fig, id="pointing-density-graph")
+    return fig

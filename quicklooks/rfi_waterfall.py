@@ -1,7 +1,6 @@
 """RFI-masked fraction waterfall: beam x time, to spot bad beams and bad hours at once."""
 
 import plotly.graph_objects as go
-from dash import dcc
 
 from portal import quicklook as ql
 
@@ -37,4 +36,4 @@ def layout(time_range: ql.TimeRange, buckets: int = 120):
         yaxis={"title": "beam"},
         height=500,
     )
-    return dcc.Graph(figure=fig, id="rfi-waterfall-graph")
+    return fig

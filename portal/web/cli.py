@@ -14,22 +14,20 @@ from portal.web import loader
 SKELETON = '''"""{title}: one line saying what this quicklook shows and for whom."""
 
 import plotly.express as px
-from dash import dcc
 
 from portal import quicklook as ql
 
 TITLE = "{title}"
 
 
-def layout(time_range: ql.TimeRange, beam: int = 0, **params):
-    """Called on every visit; ?beam=3 in the URL arrives here as an int."""
+def layout(time_range: ql.TimeRange, beam: int = 0):
+    """Called on every visit; beam is a number input above the page and ?beam=3 in the URL."""
     df = ql.sql(
         "SELECT time, rfi_fraction FROM pointings "
         "WHERE beam = :beam AND time >= :start AND time < :end ORDER BY time",
         beam=beam, start=time_range.start, end=time_range.end,
     )
-    fig = px.line(df, x="time", y="rfi_fraction", title=f"Beam {{beam}}: RFI-masked fraction")
-    return dcc.Graph(figure=fig)
+    return px.line(df, x="time", y="rfi_fraction", title=f"Beam {{beam}}: RFI-masked fraction")
 '''
 
 
@@ -71,3 +69,18 @@ def new(name: str, folder: Path | None, force: bool) -> None:
     title = name.replace("_", " ").capitalize()
     target.write_text(SKELETON.format(title=title))
     click.echo(f"{target}  ->  {cfg.web_url}{loader.QUICKLOOK_PREFIX}{loader._slug(name)}")
+    from portal.web import sources
+
+    watched = sources.quicklook_folders(cfg)
+    if target_dir.resolve() not in watched:
+        click.echo(unwatched_hint(target_dir.resolve(), cfg.quicklooks_path))
+
+
+def unwatched_hint(folder: Path, extra: tuple[Path, ...]) -> str:
+    """What to set so the portal also loads quicklooks from ``folder``."""
+    value = ":".join(str(p) for p in (*extra, folder))
+    return (
+        f"note: the portal does not watch {folder}, so this page will not appear there yet; "
+        f"add the folder to the settings and restart the portal:\n"
+        f"  PORTAL_QUICKLOOKS_PATH={value}"
+    )

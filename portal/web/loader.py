@@ -11,19 +11,19 @@ import inspect
 import logging
 import re
 import sys
-import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import parse_qsl
 
 import dash
-from dash import _callback, html
+from dash import html
 
 from portal import quicklook as ql
 from portal.errors import PortalError
+from portal.web import controls, dash_compat, render
 
 log = logging.getLogger("portal.web.loader")
 
@@ -46,6 +46,7 @@ class Page:
     path: str
     order: int = 100
     template: str | None = None  # e.g. /hosts/<name>: reached by links, not the navigation
+    key: str = ""  # its key in dash.page_registry (a module name)
     error: str = ""  # one line when the file could not be loaded
     module: ModuleType | None = field(default=None, repr=False)
 
@@ -69,8 +70,7 @@ def _slug(stem: str) -> str:
 
 def _import(file: Path, module_name: str) -> ModuleType:
     """Import ``file`` as a fresh module; on failure drop any callbacks it registered."""
-    n_callbacks = len(_callback.GLOBAL_CALLBACK_LIST)
-    known = set(_callback.GLOBAL_CALLBACK_MAP)
+    mark = dash_compat.callback_mark()
     spec = importlib.util.spec_from_file_location(module_name, file)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {file}")
@@ -78,49 +78,14 @@ def _import(file: Path, module_name: str) -> ModuleType:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-        clash = [
-            c["output"]
-            for c in _callback.GLOBAL_CALLBACK_LIST[n_callbacks:]
-            if c["output"] in known
-        ]
+        clash = [out for out in dash_compat.callbacks_since(mark) if out in mark[1]]
         if clash:
             raise PortalError(f"callback output {clash[0]} is already used by another page")
     except BaseException:
-        _drop_callbacks(n_callbacks, known)
+        dash_compat.drop_since(mark)
         sys.modules.pop(module_name, None)
         raise
     return module
-
-
-def _drop_callbacks(n_before: int, known: set[str]) -> None:
-    for spec in _callback.GLOBAL_CALLBACK_LIST[n_before:]:
-        if spec["output"] not in known:
-            _callback.GLOBAL_CALLBACK_MAP.pop(spec["output"], None)
-    del _callback.GLOBAL_CALLBACK_LIST[n_before:]
-
-
-def _coerce(name: str, raw: Any, kind: Any) -> Any:
-    """A URL string as the type the layout annotated (int, float, bool, datetime, str)."""
-    if kind in (inspect.Parameter.empty, Any, str) or not isinstance(raw, str):
-        return raw
-    origin = typing.get_args(kind)
-    if origin and type(None) in origin:  # Optional[X] / X | None
-        kind = next(a for a in origin if a is not type(None))
-    try:
-        if kind is bool:
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(raw)
-        if kind is datetime:
-            return ql._parse_time(raw)
-        if kind in (int, float):
-            return kind(raw)
-    except (ValueError, PortalError):
-        label = getattr(kind, "__name__", str(kind))
-        raise PortalError(f"URL parameter {name}={raw!r} is not a valid {label}") from None
-    return raw
 
 
 def call_layout(fn: Callable[..., Any], query: dict[str, Any]) -> Any:
@@ -128,17 +93,16 @@ def call_layout(fn: Callable[..., Any], query: dict[str, Any]) -> Any:
     query = dict(query)
     tr = ql.TimeRange.parse(*(query.pop(k, None) for k in RANGE_KEYS))
     sig = inspect.signature(fn)
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to raw strings
-        hints = {}
+    hints = controls.hints_of(fn)
     takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
     kwargs: dict[str, Any] = {}
     for key, raw in query.items():
         param = sig.parameters.get(key)
         if param is None and not takes_any:
             continue  # unknown parameters (e.g. from an old link) are ignored
-        kwargs[key] = _coerce(key, raw, hints.get(key, inspect.Parameter.empty))
+        default = param.default if param is not None else None
+        inferred = type(default) if default not in (None, inspect.Parameter.empty) else None
+        kwargs[key] = controls.coerce(key, raw, hints.get(key, inferred or inspect.Parameter.empty))
     if "time_range" in sig.parameters or takes_any:
         kwargs["time_range"] = tr
     return fn(**kwargs)
@@ -149,11 +113,14 @@ def _wrap(page: Page, fn: Callable[..., Any] | None) -> Callable[..., Any]:
 
     def layout(**query: Any) -> html.Div:
         log.debug("page %s: layout(%s)", page.name, query)
+        row = None
         if fn is None:
             body: Any = ql.notice(page.error, kind="error")
         else:
+            row = controls.controls(fn, query)
             try:
-                body = call_layout(fn, query)
+                result = call_layout(fn, query)
+                body = render.render(result, render.Part(page.key, page.name, page.file, ()))
             except PortalError as err:
                 body = ql.unavailable(err)
             except Exception as exc:  # noqa: BLE001 - a broken page must not break the portal
@@ -163,6 +130,7 @@ def _wrap(page: Page, fn: Callable[..., Any] | None) -> Callable[..., Any]:
             [
                 html.H2(page.title, className="portal-page-title"),
                 html.Div(id="portal-callback-error"),
+                row,
                 body,
             ],
             className="portal-page",
@@ -189,14 +157,22 @@ def load(file: Path, section: str, taken: set[str]) -> Page:
     """Import one page file and register it with Dash pages (never raises for a bad file)."""
     name = _slug(file.stem)
     default_path = f"/{name}" if section == "builtin" else f"{QUICKLOOK_PREFIX}{name}"
+    if section != "builtin" and default_path in taken:
+        # The same file name in another folder: both stay reachable, this one under its
+        # folder's name (/quicklooks/<folder>-<name>); the Quicklooks page lists the clash.
+        name = _distinct(f"{_slug(file.parent.name)}-{name}", taken)
+        default_path = f"{QUICKLOOK_PREFIX}{name}"
+        log.warning("quicklook %s: its name is taken, so it is at %s", file, default_path)
     module_name = f"portal_{section}_{name}".replace("-", "_")
     page = Page(name=name, file=file, section=section, title=file.stem, path=default_path)
+    page.key = module_name
     if default_path in taken:
         exc: BaseException = PortalError(f"another page already uses {default_path}")
         page.error = f"{file}: {exc}"
         log.error("page %s: %s", file, exc)
         return page  # not registered: the first file with this name keeps the path
     template = None
+    fn = None
     try:
         module = _import(file, module_name)
         page.module = module
@@ -226,8 +202,26 @@ def load(file: Path, section: str, taken: set[str]) -> Page:
         section=section,
         file=str(file),
         error=page.error,
+        portal_layout=fn if not page.error else None,  # for call_page (zoom of a part)
     )
     return page
+
+
+def _distinct(name: str, taken: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3``, ... : the first whose quicklook path is free."""
+    candidate, n = name, 1
+    while f"{QUICKLOOK_PREFIX}{candidate}" in taken:
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
+
+
+def call_page(key: str, search: str | None) -> Any:
+    """Call the ``layout`` of the page registered as ``key`` with the URL query ``search``."""
+    fn = (dash.page_registry.get(key) or {}).get("portal_layout")
+    if fn is None:
+        raise PortalError(f"page {key} is not loaded in this worker")
+    return call_layout(fn, dict(parse_qsl((search or "").lstrip("?"), keep_blank_values=True)))
 
 
 def load_all(extra_folders: Iterable[Path]) -> list[Page]:

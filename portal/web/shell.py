@@ -10,10 +10,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import dash
-from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
+from dash import ALL, MATCH, Input, Output, State, ctx, dcc, html, no_update
 
 from portal import quicklook as ql
 from portal.errors import PortalError
+from portal.web import controls, loader, render
 from portal.web.loader import Page
 
 LOCATION = "_pages_location"  # the dcc.Location that Dash pages routes on
@@ -107,6 +108,26 @@ def register(app: dash.Dash) -> None:
         State("portal-from", "value"),
         State("portal-to", "value"),
     )(sync_range)
+    # The controls generated from a layout's signature (portal.web.controls): a change goes
+    # into the URL, and Dash pages' routing calls the layout again. One callback for all pages.
+    app.callback(
+        Output(LOCATION, "search", allow_duplicate=True),
+        Input({"type": controls.PARAM, "name": ALL, "kind": ALL}, "value"),
+        State(LOCATION, "search"),
+        prevent_initial_call=True,
+    )(controls.to_url)
+    # Zoom on a resampled figure (portal.web.render.zoom): any worker re-aggregates the slice.
+    app.callback(
+        Output({"type": render.RESAMPLED, "page": MATCH, "part": MATCH}, "figure"),
+        Input({"type": render.RESAMPLED, "page": MATCH, "part": MATCH}, "relayoutData"),
+        State({"type": render.RESAMPLED, "page": MATCH, "part": MATCH}, "id"),
+        State(LOCATION, "search"),
+        prevent_initial_call=True,
+    )(_zoom)
+
+
+def _zoom(relayout: dict[str, Any] | None, graph_id: dict[str, str], search: str | None) -> Any:
+    return render.zoom(relayout, graph_id, search, loader.call_page)
 
 
 def sync_range(
