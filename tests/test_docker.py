@@ -85,11 +85,18 @@ def test_every_mounted_and_built_file_exists() -> None:
 
 def test_dockerfile_copies_only_existing_paths() -> None:
     context = DOCKER / SERVICES["portal"]["build"]["context"]
-    copies = re.findall(r"^COPY\s+(.+?)\s+\S+$", (DOCKER / "Dockerfile").read_text(), re.M)
+    text = (DOCKER / "Dockerfile").read_text()
+    copies = re.findall(r"^COPY\s+(?!--from=)(.+?)\s+\S+$", text, re.M)
     sources = [s for line in copies for s in line.split()]
     assert "portal" in sources and "pyproject.toml" in sources
     for src in sources:
         assert (context / src).exists(), src
+
+
+def test_image_installs_the_wheel_not_the_checkout() -> None:
+    text = (DOCKER / "Dockerfile").read_text()
+    assert "pip wheel" in text and "pip install /dist/*.whl" in text
+    assert "pip install -e" not in text
 
 
 @pytest.mark.parametrize("service", PORTAL_IMAGE)
