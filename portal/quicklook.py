@@ -5,7 +5,6 @@ Plugins import only this module, so the portal's internals can move without brea
 
 from __future__ import annotations
 
-import importlib
 import re
 import traceback
 from collections.abc import Callable
@@ -194,16 +193,11 @@ def promql(
 
 
 def logs(*args: Any, **kwargs: Any) -> pd.DataFrame:
-    """Log lines as a DataFrame, delegated to ``portal.logs.query`` (the logs capability)."""
-    try:
-        mod = importlib.import_module("portal.logs.query")
-    except ModuleNotFoundError:
-        raise PortalError("log queries are not available yet (portal.logs.query)") from None
-    fn: Callable[..., Any] | None = getattr(mod, "query_frame", None) or getattr(mod, "query", None)
-    if fn is None:
-        raise PortalError("portal.logs.query has no query function")
-    result = fn(*args, **kwargs)
-    return result if isinstance(result, pd.DataFrame) else pd.DataFrame(result)
+    """Log lines as a DataFrame: ``portal.logs.query.query_frame`` (see its arguments)."""
+    from portal.logs.query import query_frame
+
+    frame: pd.DataFrame = query_frame(*args, **kwargs)
+    return frame
 
 
 # -- notices ----------------------------------------------------------------------------------

@@ -50,6 +50,11 @@ def components(cfg: Settings, demo: bool = True) -> list[Component]:
     return sorted(found.values(), key=lambda c: (c.order, c.name))
 
 
+def finished(spec: Component, code: int) -> bool:
+    """True when a component that exited with ``code`` is done rather than to be restarted."""
+    return spec.restart == "never" or (spec.restart == "on-failure" and code == 0)
+
+
 def _log(comp: Running, cfg: Settings) -> Path:
     """Each component's output goes to ``<data_dir>/log/<name>.log``, which the shipper reads."""
     return cfg.data_dir / "log" / f"{comp.name}.log"
@@ -90,9 +95,7 @@ def main(cfg: Settings, demo: bool = True) -> None:
             for comp in comps:
                 if comp.proc is not None and comp.proc.poll() is not None:
                     code = comp.proc.returncode
-                    if comp.spec.restart == "never" or (
-                        comp.spec.restart == "on-failure" and code == 0
-                    ):
+                    if finished(comp.spec, code):
                         say(f"{comp.name} done (exit code {code})")
                         comps.remove(comp)
                         break

@@ -99,13 +99,13 @@ STATION_PKG = {
             }
             return [Dashboard("station", lambda: model)]
     ''',
-    "station_ext/pages/station_page.py": '''
+    "station_ext/pages/station_page.py": """
         TITLE = "Station page"
         PATH = "/station"
 
         def layout(**params):
             return "Station **notes** from the plugin page"
-    ''',
+    """,
     "station_ext/broken.py": """
         raise RuntimeError("station database missing")
     """,
@@ -143,6 +143,24 @@ def test_builtin_capabilities_load_as_plugins() -> None:
         assert "built-in" in rows[name], out
     assert "register_pages" in rows["web"] and "register_dashboards" in rows["grafana"]
     assert "error" not in out
+
+
+def test_components_start_in_order_and_follow_their_restart_policy(cfg: settings.Settings) -> None:
+    from portal import run
+    from portal.hookspecs import Component
+
+    names = [c.name for c in run.components(cfg)]
+    assert names[:3] == ["maintenance", "collector", "logshipper"] and names[-1] == "web"
+    assert "demo" in names and "demo" not in [c.name for c in run.components(cfg, demo=False)]
+    always = Component("a", ("true",))
+    once = Component("b", ("true",), restart="on-failure")
+    assert not run.finished(always, 0) and not run.finished(once, 1) and run.finished(once, 0)
+    assert run.finished(Component("c", ("true",), restart="never"), 1)
+    call = Component("d", call="pathlib:Path")  # a module:function run in a fresh Python
+    assert call.command()[-1] == "import pathlib as m; m.Path()"
+    subprocess.run(call.command(), check=True, timeout=60)
+    with pytest.raises(ValueError, match="give argv or call"):
+        Component("e").command()
 
 
 def test_station_plugin_command_and_setting(station: Path) -> None:
