@@ -28,14 +28,13 @@ RUNS = {"resampled": 5, "plain": 2}  # plain 1 M points takes minutes per render
 PLAIN = '''"""A plain plotly figure of 1 M points: what the resampled quicklook is compared with."""
 import numpy as np
 import plotly.graph_objects as go
-from dash import dcc
 
 TITLE = "Plain 1M"
 
 
 def layout(**params):
     y = np.random.default_rng(0).normal(48, 1.5, 1_000_000).astype(np.float32)
-    return dcc.Graph(id="plain-graph", figure=go.Figure(go.Scattergl(y=y, mode="lines")))
+    return go.Figure(go.Scattergl(y=y, mode="lines"))
 '''
 RENDERED = """
 const gd = document.querySelector(arguments[0] + ' .js-plotly-plot');
@@ -84,8 +83,9 @@ def main() -> None:
         migrate.upgrade(url)
         with PortalProcess(env, tmp / "web.log") as portal, Browser() as browser:
             pages = {
-                "resampled": (f"{portal.url}/quicklooks/beam_data_rate", "#bdr-graph"),
-                "plain": (f"{portal.url}/quicklooks/plain_1m", "#plain-graph"),
+                # each page's first layout() element: the portal wraps it in <page>-part-0
+                "resampled": (f"{portal.url}/quicklooks/beam_data_rate", "#beam_data_rate-part-0"),
+                "plain": (f"{portal.url}/quicklooks/plain_1m", "#plain_1m-part-0"),
             }
             link, graph = pages["resampled"]
             for _ in range(4):  # warm the JS bundles and both workers' cached data source
