@@ -7,8 +7,8 @@ import socket
 import pytest
 
 from portal import settings
-from tests import readme
 from portal.errors import SettingsError
+from tests import readme
 from tests.conftest import run_portal
 
 

@@ -1,4 +1,4 @@
-"""The app factory: Flask server, Dash pages, optional blueprints of other capabilities.
+"""The app factory: Flask server, Dash pages and every plugin's blueprints.
 
 One app per process (Dash keeps its page registry globally); gunicorn workers each build one,
 and a plugin change reloads the workers (see ``portal.web.server``).
@@ -6,56 +6,51 @@ and a plugin change reloads the workers (see ``portal.web.server``).
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
-from typing import Any
 
 import dash
 import flask
-from dash import set_props
+from dash import html, set_props
 
+from portal import plugins
 from portal import quicklook as ql
 from portal.errors import PortalError
 from portal.settings import Settings
-from portal.web import dash_compat, errors, loader, metrics, shell
+from portal.web import dash_compat, errors, loader, metrics, shell, sources
 
 log = logging.getLogger("portal.web")
 
-#: Blueprints registered when their module exists ("module:attr"); each team ships its own.
-BLUEPRINTS: tuple[str, ...] = (
-    "portal.web.api:blueprint",
-    "portal.alerts.webhook:blueprint",
-    "portal.logs.api:blueprint",
-)
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
-def _optional(target: str) -> Any | None:
-    """``module:attr``, or None when that module is not there yet."""
-    module, _, attr = target.partition(":")
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            return None
-        raise
-    return getattr(mod, attr)
-
-
-def register_blueprints(server: flask.Flask) -> list[str]:
-    """Register every available blueprint; a broken one is logged and skipped."""
+def register_blueprints(server: flask.Flask, cfg: Settings) -> list[str]:
+    """Mount every plugin's blueprints (``register_blueprints``); a clash is logged and skipped."""
     done = []
-    for target in BLUEPRINTS:
+    for bp in plugins.get(cfg).results("register_blueprints", settings=cfg):
         try:
-            bp = _optional(target)
-        except Exception:  # noqa: BLE001 - another team's bug must not take the portal down
-            log.exception("blueprint %s failed to import; skipped", target)
-            continue
-        if bp is not None:
             server.register_blueprint(bp)
-            done.append(target)
+        except ValueError as exc:  # two blueprints with one name
+            log.error("blueprint %s not mounted: %s", bp.name, exc)
+            continue
+        done.append(bp.name)
     return done
+
+
+def plugin_errors(cfg: Settings) -> html.Div | None:
+    """One card naming every plugin that failed to load, shown above every page."""
+    failed = plugins.get(cfg).failed
+    if not failed:
+        return None
+    for info in failed:
+        log.error("plugin %s (%s) failed: %s", info.name, info.source, info.error)
+    return html.Div(
+        [html.H3("Plugins that failed to load (the rest of the portal works)")]
+        + [html.P(f"{i.name} ({i.source}): {i.error}") for i in failed],
+        className="portal-error-card",
+        id="portal-plugin-errors",
+        role="alert",
+    )
 
 
 def create_app(cfg: Settings) -> flask.Flask:
@@ -65,7 +60,7 @@ def create_app(cfg: Settings) -> flask.Flask:
     metrics.install(server)
     server.config["PORTAL_SETTINGS"] = cfg  # request code reads it via portal.web.context
     errors.install(server)  # JSON error bodies on /api/*
-    register_blueprints(server)
+    register_blueprints(server, cfg)
     pages: list[loader.Page] = []
 
     def on_error(err: Exception) -> None:
@@ -93,10 +88,10 @@ def create_app(cfg: Settings) -> flask.Flask:
         title="obsportal",
         update_title=None,  # type: ignore[arg-type]  # None: keep the title while updating
     )
-    pages.extend(loader.load_all(cfg.quicklooks_path))
+    pages.extend(loader.load_all(sources.page_files(cfg), sources.quicklook_folders(cfg)))
     for p in pages:
         metrics.PAGES.labels(p.section, "error" if p.error else "ok").inc()
-    app.layout = shell.layout(pages)
+    app.layout = html.Div([plugin_errors(cfg), shell.layout(pages)])
     shell.register(app)
     server.config["PORTAL_PAGES"] = pages
     # Dash registers its JS bundle paths only while serving the index page: a worker whose

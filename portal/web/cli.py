@@ -9,7 +9,7 @@ import click
 
 from portal import settings
 from portal.errors import PortalError
-from portal.web import loader
+from portal.resources import shipped
 
 SKELETON = '''"""{title}: one line saying what this quicklook shows and for whom."""
 
@@ -60,7 +60,7 @@ def new(name: str, folder: Path | None, force: bool) -> None:
         raise PortalError(f"quicklook name {name!r} must be a Python identifier like rfi_beams")
     cfg = settings.get()
     target_dir = folder or (
-        cfg.quicklooks_path[0] if cfg.quicklooks_path else loader.REPO_QUICKLOOKS
+        cfg.quicklooks_path[0] if cfg.quicklooks_path else shipped("quicklooks")
     )
     target = target_dir / f"{name}.py"
     if target.exists() and not force:
@@ -68,9 +68,9 @@ def new(name: str, folder: Path | None, force: bool) -> None:
     target_dir.mkdir(parents=True, exist_ok=True)
     title = name.replace("_", " ").capitalize()
     target.write_text(SKELETON.format(title=title))
-    click.echo(f"{target}  ->  {cfg.web_url}{loader.QUICKLOOK_PREFIX}{loader._slug(name)}")
-    from portal.web import sources
+    from portal.web import loader, sources  # imports Dash: only here, so `--help` stays light
 
+    click.echo(f"{target}  ->  {cfg.web_url}{loader.QUICKLOOK_PREFIX}{loader._slug(name)}")
     watched = sources.quicklook_folders(cfg)
     if target_dir.resolve() not in watched:
         click.echo(unwatched_hint(target_dir.resolve(), cfg.quicklooks_path))

@@ -11,7 +11,7 @@ import inspect
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -27,9 +27,6 @@ from portal.web import controls, dash_compat, render
 
 log = logging.getLogger("portal.web.loader")
 
-REPO = Path(__file__).resolve().parents[2]
-BUILTIN_DIR = Path(__file__).resolve().parent / "pages"
-REPO_QUICKLOOKS = REPO / "quicklooks"
 QUICKLOOK_PREFIX = "/quicklooks/"
 #: Query parameters the shared time-range picker owns.
 RANGE_KEYS = ("range", "from", "to")
@@ -58,10 +55,6 @@ def plugin_files(folders: Iterable[Path]) -> list[Path]:
         if folder.is_dir():
             files.extend(p for p in sorted(folder.glob("*.py")) if not p.name.startswith("_"))
     return files
-
-
-def plugin_folders(extra: Iterable[Path]) -> list[Path]:
-    return [REPO_QUICKLOOKS, *extra]
 
 
 def _slug(stem: str) -> str:
@@ -224,11 +217,11 @@ def call_page(key: str, search: str | None) -> Any:
     return call_layout(fn, dict(parse_qsl((search or "").lstrip("?"), keep_blank_values=True)))
 
 
-def load_all(extra_folders: Iterable[Path]) -> list[Page]:
-    """Built-in pages first (they own their paths), then every plugin file."""
+def load_all(page_files: Sequence[Path], quicklook_folders: Sequence[Path]) -> list[Page]:
+    """Pages first (they own their paths), then every quicklook file of each folder in order."""
     taken: set[str] = set()
-    pages = [load(f, "builtin", taken) for f in plugin_files([BUILTIN_DIR])]
-    pages += [load(f, "quicklooks", taken) for f in plugin_files(plugin_folders(extra_folders))]
+    pages = [load(f, "builtin", taken) for f in page_files]
+    pages += [load(f, "quicklooks", taken) for f in plugin_files(quicklook_folders)]
     return pages
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from portal.settings import Settings
-from portal.web import loader
+from portal.web import loader, sources
 
 log = logging.getLogger("portal.web.server")
 POLL_SECONDS = 0.5
@@ -89,7 +89,7 @@ class PortalServer(BaseApplication):
         return create_app(self.portal_cfg)
 
     def _when_ready(self, arbiter: Any) -> None:
-        folders = loader.plugin_folders(self.portal_cfg.quicklooks_path)
+        folders = sources.quicklook_folders(self.portal_cfg)
         master = os.getpid()
 
         def reload(files: list[str]) -> None:
