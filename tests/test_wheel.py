@@ -171,4 +171,3 @@ def test_installed_wheel_runs_migrations_web_quicklooks_and_grafana_check(
         assert process.stop(web.pid, timeout=20)
         web.wait()
         log.close()
-
