@@ -14,7 +14,7 @@ import flask
 from werkzeug.datastructures import MultiDict
 
 from portal.errors import BackendUnavailable, DatabaseUnavailable, PortalError
-from portal.logs.cli import build_query
+from portal.logs.filters import build_query
 from portal.logs.format import FORMATS, Record, formatter
 from portal.web import context
 from portal.web.errors import error_response

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
@@ -17,47 +17,16 @@ import click
 
 from portal import settings
 from portal.errors import PortalError
-from portal.logs import query as lq
+from portal.logs.filters import LogQuery, build_query
 from portal.logs.format import FORMATS, Record, formatter
-from portal.logs.selector import parse as parse_selector
-from portal.timeparse import parse_time
 
 CHUNK_LINES = 2000
 
 
-def build_query(
-    selector: str | None,
-    hosts: Iterable[str],
-    components: Iterable[str],
-    level: str | None,
-    since: str | None,
-    until: str | None,
-    grep: str | None,
-    ignore_case: bool = False,
-    limit: int | None = None,
-) -> lq.LogQuery:
-    """Turn user input (CLI options or URL parameters) into a query, or one clear error."""
-    now = datetime.now(UTC)
-    if limit is not None and limit < 0:
-        raise PortalError("--limit must be 0 or more")
-    q = lq.LogQuery(
-        hosts=tuple(h for h in hosts if h),
-        components=tuple(c for c in components if c),
-        min_level=lq.parse_level(level) if level else None,
-        since=parse_time(since, "--since", now) if since else None,
-        until=parse_time(until, "--until", now) if until else None,
-        grep=grep or None,
-        ignore_case=ignore_case,
-        selector=parse_selector(selector) if selector else None,
-        limit=limit,
-    )
-    if q.since and q.until and q.since >= q.until:
-        raise PortalError("--since must be before --until")
-    return q
-
-
-def records(cfg: settings.Settings, q: lq.LogQuery, source: str, follow: bool) -> Iterator[Record]:
+def records(cfg: settings.Settings, q: LogQuery, source: str, follow: bool) -> Iterator[Record]:
     """Records from PostgreSQL (default) or Loki, in the same shape."""
+    from portal.logs import query as lq
+
     if source == "loki":
         from portal.logs.loki import records as loki_records
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,41 +20,15 @@ from psycopg import sql
 
 from portal.db.engine import describe_unreachable, get_engine
 from portal.errors import DatabaseUnavailable, PortalError
+from portal.logs.filters import LEVELS, LogQuery, parse_level
 from portal.logs.format import Record
-from portal.logs.selector import Selector
 from portal.timeparse import parse_time
 
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_LEVEL_ALIASES = {"WARN": "WARNING", "ERR": "ERROR", "FATAL": "CRITICAL", "CRIT": "CRITICAL"}
+__all__ = ["LEVELS", "LogQuery", "parse_level", "stream", "follow", "query_frame"]
 _COLUMNS = {"host", "component", "level"}
 ORDER = "time, source, seq"
 ORDER_DESC = "time DESC, source DESC, seq DESC"
 TS_SQL = """to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
-
-
-@dataclass(frozen=True)
-class LogQuery:
-    """Everything ``portal logs`` and ``/api/logs`` can filter on; empty means no filter."""
-
-    hosts: tuple[str, ...] = ()
-    components: tuple[str, ...] = ()
-    min_level: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    grep: str | None = None
-    ignore_case: bool = False
-    selector: Selector | None = None
-    limit: int | None = None
-    newest_first: bool = False  # with ``limit``: the last lines of the range (a page's tail)
-
-
-def parse_level(raw: str) -> str:
-    """A minimum level name (case-insensitive, ``warn`` accepted) or a clear error."""
-    name = raw.strip().upper()
-    name = _LEVEL_ALIASES.get(name, name)
-    if name not in LEVELS:
-        raise PortalError(f"unknown level {raw!r}: use one of {', '.join(LEVELS)}")
-    return name
 
 
 def _glob(column: sql.Composable, pattern: str) -> tuple[sql.Composable, list[Any]]:
