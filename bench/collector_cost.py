@@ -85,7 +85,7 @@ def main() -> None:
         migrate.upgrade(url)
         cport, nport = free_port(), free_port()
         collector = subprocess.Popen(
-            [sys.executable, "-m", "portal.cli", "collect", "host", "--port", str(cport),
+            [sys.executable, "-m", "portal", "collect", "host", "--port", str(cport),
              "--bind", "127.0.0.1", "--host", "bench-host", "--no-register",
              "--interval", str(args.interval)],
             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

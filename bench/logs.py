@@ -121,7 +121,7 @@ def ingest(url: str, root: Path, shippers: int) -> float:
             "PORTAL_DATA_DIR": str(root / f"var{k}"),
             "PORTAL_LOG_LEVEL": "WARNING",
         }
-        cmd = [sys.executable, "-m", "portal.cli", "collect", "logs", "--once", "--poll", "0.05"]
+        cmd = [sys.executable, "-m", "portal", "collect", "logs", "--once", "--poll", "0.05"]
         cmd += ["--source", str(root / f"part{k}" / "*.log")]
         procs.append(subprocess.Popen(cmd, env=env, cwd=REPO))
     codes = [p.wait() for p in procs]

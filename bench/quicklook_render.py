@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from portal.db import engine as db_engine  # noqa: E402
 from portal.db import migrate  # noqa: E402
-from portal.web.browser import Browser, PortalProcess  # noqa: E402
+from tests.browser import Browser, PortalProcess  # noqa: E402
 
 RUNS = {"resampled": 5, "plain": 2}  # plain 1 M points takes minutes per render here
 PLAIN = '''"""A plain plotly figure of 1 M points: what the resampled quicklook is compared with."""

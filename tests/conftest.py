@@ -42,7 +42,7 @@ def shared_tmpdir(prefix: str) -> Path:
 
 
 def portal_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "portal.cli", *args]
+    return [sys.executable, "-m", "portal", *args]
 
 
 def run_portal(

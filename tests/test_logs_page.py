@@ -19,7 +19,7 @@ from portal.db import engine as db_engine
 from portal.db.writer import copy_rows
 from portal.logs.store import COLUMNS
 from portal.settings import Settings
-from portal.web.browser import Browser, PortalProcess
+from tests.browser import Browser, PortalProcess
 from tests.conftest import free_port, run_portal, shared_tmpdir
 
 pytestmark = pytest.mark.skipif(

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from portal.stack.process import wait_until
-from portal.web.browser import Browser, PortalProcess
+from tests.browser import Browser, PortalProcess
 from tests.conftest import free_port, run_portal, shared_tmpdir
 
 pytestmark = pytest.mark.skipif(

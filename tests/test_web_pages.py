@@ -12,7 +12,7 @@ import pytest
 
 from portal.settings import Settings
 from portal.stack.process import wait_until
-from portal.web.browser import Browser, PortalProcess
+from tests.browser import Browser, PortalProcess
 from tests.conftest import REPO, free_port, shared_tmpdir
 
 pytestmark = pytest.mark.skipif(

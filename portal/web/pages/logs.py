@@ -10,7 +10,7 @@ from dash import Input, Output, State, callback, dcc, html
 
 from portal import quicklook as ql
 from portal.errors import PortalError
-from portal.logs.cli import build_query
+from portal.logs.filters import build_query
 from portal.logs.format import text_line
 from portal.logs.query import LEVELS, stream
 from portal.logs.selector import SelectorError

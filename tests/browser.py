@@ -24,7 +24,7 @@ from portal.stack.process import stop, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 class PortalProcess:
@@ -40,7 +40,7 @@ class PortalProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "portal.cli", "web"],
+                [sys.executable, "-m", "portal", "web"],
                 env=self.env,
                 cwd=REPO,
                 stdout=log,
