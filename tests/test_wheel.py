@@ -83,9 +83,10 @@ def wheel_env(venv: Path, pg_server: str, stack: Settings) -> Iterator[dict[str,
     db_engine.drop_database(url)
 
 
-def _portal(venv: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def _run(venv: Path, env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    """A program of the fresh venv (``portal``, ``python``), run outside the checkout."""
     return subprocess.run(
-        [str(venv / "venv" / "bin" / "portal"), *args],
+        [str(venv / "venv" / "bin" / argv[0]), *argv[1:]],
         capture_output=True,
         text=True,
         timeout=300,
@@ -94,27 +95,17 @@ def _portal(venv: Path, env: dict[str, str], *args: str) -> subprocess.Completed
     )
 
 
+def _portal(venv: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return _run(venv, env, "portal", *args)
+
+
 def test_installed_wheel_runs_migrations_web_quicklooks_and_grafana_check(
     venv: Path, wheel_env: dict[str, str]
 ) -> None:
-    python = str(venv / "venv" / "bin" / "python")
-    where = subprocess.run(
-        [python, "-c", "import portal, grafana_foundation_sdk"],
-        capture_output=True,
-        text=True,
-        env=wheel_env,
-        cwd=venv,
-    )
+    where = _run(venv, wheel_env, "python", "-c", "import portal, grafana_foundation_sdk")
     assert "No module named 'grafana_foundation_sdk'" in where.stderr  # no dev extra here
-    origin = subprocess.run(
-        [python, "-c", "import portal; print(portal.__file__)"],
-        capture_output=True,
-        text=True,
-        env=wheel_env,
-        cwd=venv,
-        check=True,
-    ).stdout
-    assert origin.startswith(str(venv / "venv")), origin
+    origin = _run(venv, wheel_env, "python", "-c", "import portal; print(portal.__file__)")
+    assert origin.stdout.startswith(str(venv / "venv")), origin
 
     upgraded = _portal(venv, wheel_env, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
@@ -129,21 +120,16 @@ def test_installed_wheel_runs_migrations_web_quicklooks_and_grafana_check(
     assert "queries" in check.stdout.splitlines()[-1]
 
     # a built-in quicklook renders from site-packages (it queries the migrated database)
-    render = subprocess.run(
-        [
-            python,
-            "-c",
-            "import dash; from portal import settings; from portal.web.app import create_app\n"
-            "create_app(settings.get())\n"
-            "page = next(p for p in dash.page_registry.values()\n"
-            "            if p['path'] == '/quicklooks/pointing_density')\n"
-            "print(page['file']); print(page['layout'](range='24h'))",
-        ],
-        capture_output=True,
-        text=True,
-        env=wheel_env,
-        cwd=venv,
-        timeout=120,
+    render = _run(
+        venv,
+        wheel_env,
+        "python",
+        "-c",
+        "import dash; from portal import settings; from portal.web.app import create_app\n"
+        "create_app(settings.get())\n"
+        "page = next(p for p in dash.page_registry.values()\n"
+        "            if p['path'] == '/quicklooks/pointing_density')\n"
+        "print(page['file']); print(page['layout'](range='24h'))",
     )
     assert render.returncode == 0, render.stderr
     assert render.stdout.startswith(str(venv / "venv")), render.stdout
