@@ -15,13 +15,16 @@ def settings_group() -> None:
 
 @settings_group.command("show")
 def settings_show() -> None:
-    """Print every setting (core and plugins') with its effective value."""
+    """Print every setting (core and plugins') with its effective value; passwords hidden."""
+    from portal.redact import redact_url
+
     cfg = settings.get()
     for spec in settings.all_specs(cfg):
         value = cfg.extra[spec.env] if spec.env in cfg.extra else getattr(cfg, spec.field)
         if isinstance(value, tuple):
             value = ":".join(map(str, value))
-        click.echo(f"{spec.env}={'' if value is None else value}")
+        text = "" if value is None else str(value)
+        click.echo(f"{spec.env}={redact_url(text) if spec.env.endswith('_URL') else text}")
 
 
 @settings_group.command("table")

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from dash import html
 from dash.exceptions import PreventUpdate
 
-from portal import settings
+from portal import routes, settings
 from portal.db.engine import describe_unreachable, get_engine
 from portal.errors import BackendUnavailable, DatabaseUnavailable, PortalError
 from portal.timeparse import is_relative, parse_time
@@ -113,6 +113,11 @@ class TimeRange:
 
 # -- data helpers -----------------------------------------------------------------------------
 def _cfg() -> settings.Settings:
+    """The serving app's settings while a page renders; the process's elsewhere (scripts)."""
+    import flask
+
+    if flask.has_app_context():
+        return routes.settings()
     return settings.get()
 
 

@@ -78,3 +78,10 @@ def test_bad_option_is_clicks_one_line_usage_error() -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "Invalid value for '--since'" in result.stderr
+
+
+def test_settings_show_hides_passwords_in_urls() -> None:
+    url = "postgresql://reader:s3cret@127.0.0.1:1/obs"
+    out = run_portal("settings", "show", env={"PORTAL_DATABASE_URL": url}, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("PORTAL_DATABASE_URL="))
+    assert "s3cret" not in out and "reader" in line and "127.0.0.1:1/obs" in line

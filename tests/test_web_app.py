@@ -103,3 +103,13 @@ def test_logs_helper_delegates_to_the_logs_capability(cfg: Settings) -> None:
     df = ql.logs(host="nowhere", limit=5)
     assert list(df.columns)[:5] == ["time", "host", "component", "level", "message"]
     assert df.empty
+
+
+def test_page_helpers_read_the_serving_apps_settings(cfg: Settings) -> None:
+    from portal.web.app import create_app
+
+    other = cfg.replace(prometheus_url="http://127.0.0.1:1")
+    app = create_app(other)
+    with app.app_context():
+        assert ql._cfg() is other
+    assert ql._cfg().prometheus_url == cfg.prometheus_url  # outside a request: the process's

@@ -7,11 +7,12 @@ import logging
 import flask
 import pytest
 
+from portal import routes
 from portal.readiness import http_ready
 from portal.redact import redact_url
 from portal.settings import Settings
 from portal.stack import manager
-from portal.web import context, errors, health
+from portal.web import errors, health
 from tests.conftest import free_port
 
 
@@ -58,7 +59,7 @@ def test_every_api_error_is_one_json_line(
     page = client.get("/boom")  # not an API path: Flask's own page
     assert page.status_code == 500 and page.mimetype == "text/html"
     with bare.app_context():
-        direct = errors.error_response(503, "store down\nstack")
+        direct = routes.error_response(503, "store down\nstack")
     assert direct.status_code == 503 and direct.get_json() == {"error": "store down"}
 
 
@@ -92,7 +93,7 @@ def test_each_app_answers_with_its_own_settings(
         assert logs_a.status_code == 200
         assert logs_b.status_code == 503 and "elsewhere" in logs_b.get_json()["error"]
         with first.test_request_context("/"):
-            assert context.settings() is cfg
+            assert routes.settings() is cfg
 
 
 def test_the_real_app_answers_api_errors_in_json(

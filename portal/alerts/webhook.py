@@ -12,12 +12,11 @@ from typing import Any
 import psycopg
 from flask import Blueprint, Response, jsonify, request
 
+from portal import routes
 from portal.alerts.payload import TOPIC, BadPayload, parse
 from portal.db.engine import connect_raw
 from portal.errors import PortalError
 from portal.events import bus as events
-from portal.web import context
-from portal.web.errors import error_response
 
 blueprint = Blueprint("alerts", __name__)
 
@@ -27,17 +26,17 @@ def receive() -> Response:
     """Record every alert of one Alertmanager notification."""
     body: Any = request.get_json(silent=True)
     if body is None:
-        return error_response(
+        return routes.error_response(
             400, "request body is not JSON (expected an Alertmanager webhook payload)"
         )
     try:
         source, alerts = parse(body)
     except BadPayload as exc:
-        return error_response(400, str(exc))
-    url = context.settings().database_url
+        return routes.error_response(400, str(exc))
+    url = routes.settings().database_url
     try:
         with connect_raw(url) as conn, conn.transaction():
             ids = [events.publish(url, TOPIC, a, source=source, conn=conn) for a in alerts]
     except (PortalError, psycopg.Error) as exc:
-        return error_response(503, f"alerts not recorded, retry later: {exc}")
+        return routes.error_response(503, f"alerts not recorded, retry later: {exc}")
     return jsonify({"recorded": len(ids), "ids": ids})

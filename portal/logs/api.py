@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 import flask
 from werkzeug.datastructures import MultiDict
 
+from portal import routes
 from portal.errors import BackendUnavailable, DatabaseUnavailable, PortalError
 from portal.logs.filters import build_query
 from portal.logs.format import FORMATS, Record, formatter
-from portal.web import context
-from portal.web.errors import error_response
 
 blueprint = flask.Blueprint("logs_api", __name__)
 
@@ -72,12 +71,12 @@ def get_logs() -> flask.Response:
         )
         from portal.logs.query import stream
 
-        records = stream(context.settings().database_url, q)
+        records = stream(routes.settings().database_url, q)
         first = next(records, None)
     except (DatabaseUnavailable, BackendUnavailable) as exc:
-        return error_response(503, str(exc))
+        return routes.error_response(503, str(exc))
     except PortalError as exc:
-        return error_response(400, str(exc))
+        return routes.error_response(400, str(exc))
     body: Iterator[str] = iter(()) if first is None else _chunks(first, records, fmt)
     resp = flask.Response(flask.stream_with_context(body), mimetype=MIMETYPES[fmt])
     if args.get("download", "") in ("1", "true", "yes"):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dash
 import flask
 
-from portal.web import context, health
+from portal import routes
+from portal.web import health
 
 blueprint = flask.Blueprint("portal_api", __name__)
 
@@ -13,7 +14,7 @@ blueprint = flask.Blueprint("portal_api", __name__)
 @blueprint.get("/healthz")
 def healthz() -> flask.Response:
     """Always 200 while the portal runs; the body says which backends answer."""
-    return flask.jsonify(health.check(context.settings()))
+    return flask.jsonify(health.check(routes.settings()))
 
 
 @blueprint.get("/api/pages")

@@ -13,7 +13,7 @@ import dash
 import flask
 from dash import html, set_props
 
-from portal import plugins
+from portal import plugins, routes
 from portal import quicklook as ql
 from portal.errors import PortalError
 from portal.settings import Settings
@@ -58,7 +58,7 @@ def create_app(cfg: Settings) -> flask.Flask:
     dash_compat.reset_globals()  # pages and callbacks of a previous app in this process
     server = flask.Flask("portal")
     metrics.install(server)
-    server.config["PORTAL_SETTINGS"] = cfg  # request code reads it via portal.web.context
+    server.config[routes.CONFIG_KEY] = cfg  # request code reads it with routes.settings()
     errors.install(server)  # JSON error bodies on /api/*
     register_blueprints(server, cfg)
     pages: list[loader.Page] = []

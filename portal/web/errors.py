@@ -1,4 +1,4 @@
-"""One error body for every API route: ``{"error": "<one line>"}`` with the right status."""
+"""Every HTTP error on ``/api/*`` gets the one JSON body of ``portal.routes.error_response``."""
 
 from __future__ import annotations
 
@@ -8,15 +8,9 @@ import flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 
+from portal.routes import error_response
+
 API_PREFIX = "/api/"
-
-
-def error_response(status: int, message: str) -> flask.Response:
-    """The JSON error body; only the message's first line is sent (no tracebacks, ever)."""
-    lines = str(message).strip().splitlines()
-    resp = flask.jsonify({"error": lines[0] if lines else HTTPStatus(status).phrase.lower()})
-    resp.status_code = status
-    return resp
 
 
 def _message(exc: HTTPException) -> str:

@@ -8,12 +8,12 @@ from typing import Any
 import pandas as pd
 from dash import dcc, html
 
-from portal.web import context
+from portal import routes
 
 
 def grafana_link(uid: str) -> str:
     """URL of a provisioned Grafana dashboard (uids are fixed in grafana-provisioning/)."""
-    return f"{context.settings().grafana_url}/d/{uid}"
+    return f"{routes.settings().grafana_url}/d/{uid}"
 
 
 def tile(title: str, value: Any, href: str, grafana_uid: str, tile_id: str) -> html.Div:

@@ -9,12 +9,12 @@ from urllib.parse import urlencode
 from dash import Input, Output, State, callback, dcc, html
 
 from portal import quicklook as ql
+from portal import routes
 from portal.errors import PortalError
 from portal.logs.filters import build_query
 from portal.logs.format import text_line
 from portal.logs.query import LEVELS, stream
 from portal.logs.selector import SelectorError
-from portal.web import context
 
 TITLE = "Logs"
 ORDER = 45
@@ -139,7 +139,7 @@ def refresh(
             params.get("grep"),
             limit=SHOWN,
         )
-        recs = list(stream(context.settings().database_url, replace(q, newest_first=True)))
+        recs = list(stream(routes.settings().database_url, replace(q, newest_first=True)))
     except SelectorError as exc:
         return "", html.Pre(str(exc), className="portal-notice portal-notice-error"), href
     except PortalError as exc:
