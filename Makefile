@@ -10,8 +10,9 @@ PYTEST_ARGS ?=
 .PHONY: run test lint format bootstrap system-packages bench clean
 
 ## run: the whole local stack with demo data; portal on http://127.0.0.1:8050 (Ctrl-C stops it)
+## (anonymous visitors may read the local demo; PORTAL_ANONYMOUS=none make run requires login)
 run: bootstrap
-	$(PORTAL) run
+	PORTAL_ANONYMOUS=$${PORTAL_ANONYMOUS:-viewer} $(PORTAL) run
 
 ## test: every test against real services started by the test session
 test: bootstrap

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from portal import plugins
+from portal.auth import bootstrap
 from portal.db import migrate
 from portal.db.tables import TIMESERIES
 from portal.errors import PortalError
@@ -86,9 +87,18 @@ def main(cfg: Settings, demo: bool = True) -> None:
         migrate.upgrade(cfg.database_url)
         retention = {t: getattr(cfg, f) for t, f in TIMESERIES.items()}
         migrate.maintain(cfg.database_url, retention, cfg.partition_premake_days)
+        bootstrap.register_alertmanager_token(cfg)
+        password = bootstrap.ensure_admin(cfg)
         comps = [Running(c) for c in components(cfg, demo)]
         click.echo(manager.describe(manager.status(cfg)))
         say(f"portal: {cfg.web_url}  (Ctrl-C stops everything)")
+        if password is not None:
+            say(f"created user admin with password {password}  (shown once; also in "
+                f"{cfg.data_dir / 'admin-password'}, mode 0600)")
+        elif (cfg.data_dir / "admin-password").exists():
+            say(f"log in as admin with the password in {cfg.data_dir / 'admin-password'}")
+        if cfg.anonymous == "viewer":
+            say("anonymous visitors may read (PORTAL_ANONYMOUS=viewer); set it to none to require login")
         say(f"logs of every component: portal logs --host {cfg.host_name} --since 10m")
         while not stopping:
             now = time.monotonic()

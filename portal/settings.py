@@ -93,6 +93,22 @@ def _paths(name: str, raw: str) -> tuple[Path, ...]:
     return tuple(Path(p).expanduser().absolute() for p in raw.split(os.pathsep) if p)
 
 
+def _networks(name: str, raw: str) -> tuple[str, ...]:
+    """Addresses or CIDR networks, validated; kept as text (``ipaddress`` parses on use)."""
+    import ipaddress
+
+    out = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            raise SettingsError(name, f"{part!r} is not an address or network") from None
+        out.append(part)
+    return tuple(out)
+
+
 def _choice(*choices: str) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
         if raw not in choices:
@@ -199,6 +215,11 @@ class Settings:
         "Days of metric samples kept in PostgreSQL (whole partitions dropped).",
     )
     logs_retention_days: int = _setting("30", _int(1, 36500), "Days of log lines kept.")
+    audit_retention_days: int = _setting(
+        "3650",
+        _int(1, 36500),
+        "Days of audit log entries kept (whole daily partitions dropped; never trimmed by DELETE).",
+    )
     log_sources: str = _setting(
         "",
         _text,
@@ -225,6 +246,30 @@ class Settings:
     )
     log_level: str = _setting(
         "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "Level of the portal's own logs."
+    )
+    anonymous: str = _setting(
+        "none",
+        _choice("none", "viewer"),
+        "What a visitor who has not logged in may do: `none` (log in first) or `viewer` (read "
+        "everything). `make run` sets `viewer` for the local demo.",
+    )
+    trusted_proxies: tuple[str, ...] = _setting(
+        "",
+        _networks,
+        "Comma-separated addresses or networks of reverse proxies whose `X-Forwarded-User` "
+        "(site single sign-on) and `X-Forwarded-For`/`-Proto` headers are believed.",
+    )
+    secret_key: str = _setting(
+        "",
+        _text,
+        "Key signing session cookies; empty: one generated into `<data_dir>/secret_key` "
+        "(mode 0600) on first use.",
+    )
+    session_idle_minutes: int = _setting(
+        "60", _int(1, 100_000), "A session ends after this many minutes without a request."
+    )
+    session_max_hours: int = _setting(
+        "12", _int(1, 10_000), "A session ends this many hours after login, active or not."
     )
     #: Settings declared by plugins (``register_settings``), by variable name.
     extra: Mapping[str, Any] = field(default_factory=dict)

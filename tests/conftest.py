@@ -110,6 +110,9 @@ def portal_env(session_dir: Path, database_url: str) -> Iterator[dict[str, str]]
         "PORTAL_WEB_BIND": f"127.0.0.1:{free_port()}",
         "PORTAL_COLLECTOR_PORT": str(free_port()),
         "PORTAL_LOG_LEVEL": "WARNING",
+        # pages and reads are open to anonymous viewers here (as in `make run`); the access
+        # control tests build apps with PORTAL_ANONYMOUS=none themselves
+        "PORTAL_ANONYMOUS": "viewer",
     }
     saved = {k: v for k, v in os.environ.items() if k.startswith("PORTAL_")}
     for key in saved:

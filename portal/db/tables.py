@@ -140,16 +140,47 @@ replicas = sa.Table(
     sa.Column("verified_at", TS),
 )
 
+#: Append-only (a trigger refuses UPDATE, DELETE and TRUNCATE); retention drops partitions.
 audit_log = sa.Table(
     "audit_log",
     metadata,
     sa.Column("id", sa.BigInteger, primary_key=True),
     sa.Column("time", TS, nullable=False),
-    sa.Column("actor", sa.Text, nullable=False),
-    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),  # user:alice, token:alertmanager, cli:root@head
+    sa.Column("role", sa.Text, nullable=False),  # the actor's role then ("" if none)
+    sa.Column("source", sa.Text, nullable=False),  # client address, or host for the CLI
+    sa.Column("action", sa.Text, nullable=False),  # e.g. login, login.failed, user.add
     sa.Column("target", sa.Text, nullable=False),
-    sa.Column("details", JSONB, nullable=False),
-    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("params", JSONB, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),  # ok | refused | failed | error: ...
+    sa.Column("before", JSONB),
+    sa.Column("after", JSONB),
+    sa.Column("request_id", sa.Text, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("password_hash", sa.Text),  # Argon2; NULL: proxy sign-on only
+    sa.Column("disabled", sa.Boolean, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("token_hash", sa.Text, nullable=False, unique=True),  # sha256 of the secret
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("expires_at", TS),
+    sa.Column("revoked_at", TS),
+    sa.Column("last_used_at", TS),
 )
 
 #: Time-series tables: partitioned by day (or hypertables), with their retention setting.
@@ -158,6 +189,7 @@ TIMESERIES: dict[str, str] = {
     "log_lines": "logs_retention_days",
     "pointings": "pointings_retention_days",
     "beam_events": "pointings_retention_days",
+    "audit_log": "audit_retention_days",  # append-only: retention drops partitions, never DELETE
 }
 
 #: The columns that make a row unique, so that replaying a spool never duplicates. Tables in

@@ -14,6 +14,7 @@ import flask
 from werkzeug.datastructures import MultiDict
 
 from portal import routes
+from portal.auth.roles import requires
 from portal.errors import BackendUnavailable, DatabaseUnavailable, PortalError
 from portal.logs.filters import build_query
 from portal.logs.format import FORMATS, Record, formatter
@@ -51,6 +52,7 @@ def _filename(args: MultiDict[str, str]) -> str:
 
 
 @blueprint.get("/api/logs")
+@requires("viewer")
 def get_logs() -> flask.Response:
     """Filters: host, component (repeatable, globs), level, since, until, grep, query, limit."""
     args = flask.request.args

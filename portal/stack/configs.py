@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from portal import plugins
+from portal.auth.bootstrap import alertmanager_token_file
 from portal.settings import Settings
 
 
@@ -72,7 +73,19 @@ def alertmanager_config(cfg: Settings) -> dict:
         "receivers": [
             {
                 "name": "portal",
-                "webhook_configs": [{"url": f"{cfg.web_url}/api/alerts", "send_resolved": True}],
+                "webhook_configs": [
+                    {
+                        "url": f"{cfg.web_url}/api/alerts",
+                        "send_resolved": True,
+                        # the webhook needs a token (portal.auth.bootstrap registers this one)
+                        "http_config": {
+                            "authorization": {
+                                "type": "Bearer",
+                                "credentials_file": str(alertmanager_token_file(cfg)),
+                            }
+                        },
+                    }
+                ],
             }
         ],
     }

@@ -6,18 +6,21 @@ import dash
 import flask
 
 from portal import routes
+from portal.auth.roles import PUBLIC, requires
 from portal.web import health
 
 blueprint = flask.Blueprint("portal_api", __name__)
 
 
 @blueprint.get("/healthz")
+@requires(PUBLIC)  # probes and load balancers: it says only which backends answer
 def healthz() -> flask.Response:
     """Always 200 while the portal runs; the body says which backends answer."""
     return flask.jsonify(health.check(routes.settings()))
 
 
 @blueprint.get("/api/pages")
+@requires("viewer")
 def pages() -> flask.Response:
     """Every registered page: section, title, path, and the load error of a broken plugin."""
     return flask.jsonify(

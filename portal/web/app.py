@@ -15,6 +15,8 @@ from dash import html, set_props
 
 from portal import plugins, routes
 from portal import quicklook as ql
+from portal.auth import web as auth_web
+from portal.auth.ui import user_bar
 from portal.errors import PortalError
 from portal.settings import Settings
 from portal.web import dash_compat, errors, loader, metrics, shell, sources
@@ -60,6 +62,7 @@ def create_app(cfg: Settings) -> flask.Flask:
     metrics.install(server)
     server.config[routes.CONFIG_KEY] = cfg  # request code reads it with routes.settings()
     errors.install(server)  # JSON error bodies on /api/*
+    auth_web.install(server, cfg)  # who is asking, and may they
     register_blueprints(server, cfg)
     pages: list[loader.Page] = []
 
@@ -91,11 +94,14 @@ def create_app(cfg: Settings) -> flask.Flask:
     pages.extend(loader.load_all(sources.page_files(cfg), sources.quicklook_folders(cfg)))
     for p in pages:
         metrics.PAGES.labels(p.section, "error" if p.error else "ok").inc()
-    app.layout = html.Div([plugin_errors(cfg), shell.layout(pages)])
+    failed_plugins = plugin_errors(cfg)
+    app.layout = lambda: html.Div([failed_plugins, user_bar(), shell.layout(pages)])
     shell.register(app)
     server.config["PORTAL_PAGES"] = pages
+    server.extensions["portal_dash"] = app  # access control reads callbacks' declared roles
     # Dash registers its JS bundle paths only while serving the index page: a worker whose
-    # first request is a bundle would answer 500. Serve the index once, in-process, now.
+    # first request is a bundle would answer 500. Serve the index once, in-process, now (a
+    # WSGI environ key no HTTP client can set lets this one request past the access check).
     with server.test_client() as client:
-        client.get("/", headers={"X-Portal-Warmup": "1"})
+        client.get("/", environ_overrides={auth_web.WARMUP: True})
     return server

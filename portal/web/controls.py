@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from dash import ctx, dcc, html, no_update
 
+from portal.auth.roles import requires
 from portal.errors import PortalError
 from portal.timeparse import parse_time
 
@@ -179,6 +180,7 @@ def as_text(kind: str, value: Any) -> str | None:
     return str(value)
 
 
+@requires("viewer")
 def to_url(_values: list[Any], search: str | None) -> Any:
     """The app-level callback: a control changed -> its value into the URL query string."""
     changed = ctx.triggered_id

@@ -21,6 +21,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from portal.auth.roles import PUBLIC, requires
+
 REQUESTS = Counter(
     "portal_http_requests_total", "HTTP requests served by the portal", ["route", "status"]
 )
@@ -61,6 +63,7 @@ def install(server: flask.Flask) -> None:
         return resp
 
     @server.get("/metrics")
+    @requires(PUBLIC)  # Prometheus scrapes it; request counts and timings only
     def metrics() -> flask.Response:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()

@@ -13,6 +13,7 @@ import dash
 from dash import ALL, MATCH, Input, Output, State, ctx, dcc, html, no_update
 
 from portal import quicklook as ql
+from portal.auth.roles import requires
 from portal.errors import PortalError
 from portal.web import controls, loader, render
 from portal.web.loader import Page
@@ -126,10 +127,12 @@ def register(app: dash.Dash) -> None:
     )(_zoom)
 
 
+@requires("viewer")
 def _zoom(relayout: dict[str, Any] | None, graph_id: dict[str, str], search: str | None) -> Any:
     return render.zoom(relayout, graph_id, search, loader.call_page)
 
 
+@requires("viewer")
 def sync_range(
     search: str | None, choice: str, _clicks: int | None, start: str | None, end: str | None
 ) -> tuple[Any, ...]:

@@ -8,6 +8,7 @@ import pandas as pd
 from dash import Input, Output, callback, dcc, html
 
 from portal import quicklook as ql
+from portal.auth.roles import requires
 from portal.web import ui
 
 TITLE = "Events"
@@ -49,6 +50,7 @@ def layout(time_range: ql.TimeRange, topic: str = "", **params: Any) -> html.Div
     Input("events-tick", "n_intervals"),
     Input(ql.TIME_RANGE, "data"),
 )
+@requires("viewer")
 def refresh(topic: str | None, _tick: int | None, tr_data: dict[str, Any] | None) -> Any:
     """Newest events first within the picked range; a topic pattern narrows them."""
     tr = ql.TimeRange.from_store(tr_data)

@@ -10,6 +10,7 @@ from dash import Input, Output, State, callback, dcc, html
 
 from portal import quicklook as ql
 from portal import routes
+from portal.auth.roles import requires
 from portal.errors import PortalError
 from portal.logs.filters import build_query
 from portal.logs.format import text_line
@@ -84,6 +85,7 @@ def layout(
 
 
 @callback(Output("logs-tick", "disabled"), Input("logs-live", "value"))
+@requires("viewer")
 def _toggle_tail(live: list[str] | None) -> bool:
     return "live" not in (live or [])
 
@@ -112,6 +114,7 @@ def api_params(
     Input(ql.TIME_RANGE, "data"),
     State("logs-live", "value"),
 )
+@requires("viewer")
 def refresh(
     host: str | None,
     component: str | None,

@@ -1,0 +1,1 @@
+"""Who may do what: users, machine tokens, roles, sessions, and the append-only audit log."""

@@ -1,0 +1,34 @@
+"""Who runs a ``portal`` command, and may they: the OS user, with the role of the portal user of
+the same name, or ``admin`` for root (who can read the database settings anyway)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from functools import lru_cache
+
+from portal import settings
+from portal.auth.identity import Identity, cli_identity
+from portal.auth.roles import at_least
+from portal.errors import PortalError
+
+
+@lru_cache(maxsize=1)
+def current() -> Identity:
+    """The identity of this command (looked up once per process)."""
+    if os.geteuid() == 0:
+        return cli_identity("admin")
+    from portal.auth import users
+
+    row = users.get(settings.get().database_url, getpass.getuser())
+    return cli_identity(row.role if row is not None and not row.disabled else "viewer")
+
+
+def check(role: str, command: str) -> None:
+    """Refuse the command with one line when the OS user's role is below ``role``."""
+    who = current()
+    if not at_least(who.role, role):
+        raise PortalError(
+            f"`portal {command}` needs role {role}; {who.actor} has {who.role} "
+            f"(an admin can run: portal users add {getpass.getuser()} --role {role})"
+        )
