@@ -93,12 +93,16 @@ def main(cfg: Settings, demo: bool = True) -> None:
         click.echo(manager.describe(manager.status(cfg)))
         say(f"portal: {cfg.web_url}  (Ctrl-C stops everything)")
         if password is not None:
-            say(f"created user admin with password {password}  (shown once; also in "
-                f"{cfg.data_dir / 'admin-password'}, mode 0600)")
+            say(
+                f"created user admin with password {password}  (shown once; also in "
+                f"{cfg.data_dir / 'admin-password'}, mode 0600)"
+            )
         elif (cfg.data_dir / "admin-password").exists():
             say(f"log in as admin with the password in {cfg.data_dir / 'admin-password'}")
         if cfg.anonymous == "viewer":
-            say("anonymous visitors may read (PORTAL_ANONYMOUS=viewer); set it to none to require login")
+            say(
+                "anonymous visitors may read (PORTAL_ANONYMOUS=viewer); set it to none to require login"
+            )
         say(f"logs of every component: portal logs --host {cfg.host_name} --since 10m")
         while not stopping:
             now = time.monotonic()

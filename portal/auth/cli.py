@@ -140,6 +140,18 @@ def tokens_create(name: str, role: str, expires: str | None) -> None:
     )
 
 
+@tokens.command("alertmanager")
+@requires("admin")
+def tokens_alertmanager() -> None:
+    """Create once the token Alertmanager sends to /api/alerts; print its file (0600)."""
+    from portal.auth import bootstrap
+
+    cfg = settings.get()
+    changed = bootstrap.register_alertmanager_token(cfg)
+    path = bootstrap.alertmanager_token_file(cfg)
+    click.echo(f"{path} ({'registered' if changed else 'already registered'}; role operator)")
+
+
 @tokens.command("list")
 @requires("admin")
 def tokens_list() -> None:

@@ -1,11 +1,13 @@
 """Who runs a ``portal`` command, and may they: the OS user, with the role of the portal user of
-the same name, or ``admin`` for root (who can read the database settings anyway)."""
+the same name; ``admin`` for root and for the owner of the data dir, who can read the session
+key and the database settings anyway."""
 
 from __future__ import annotations
 
 import getpass
 import os
 from functools import lru_cache
+from pathlib import Path
 
 from portal import settings
 from portal.auth.identity import Identity, cli_identity
@@ -16,12 +18,20 @@ from portal.errors import PortalError
 @lru_cache(maxsize=1)
 def current() -> Identity:
     """The identity of this command (looked up once per process)."""
-    if os.geteuid() == 0:
+    cfg = settings.get()
+    if os.geteuid() == 0 or _owns(cfg.data_dir):
         return cli_identity("admin")
     from portal.auth import users
 
-    row = users.get(settings.get().database_url, getpass.getuser())
+    row = users.get(cfg.database_url, getpass.getuser())
     return cli_identity(row.role if row is not None and not row.disabled else "viewer")
+
+
+def _owns(path: Path) -> bool:
+    try:
+        return path.stat().st_uid == os.geteuid()
+    except OSError:
+        return False
 
 
 def check(role: str, command: str) -> None:
