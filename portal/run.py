@@ -100,9 +100,7 @@ def main(cfg: Settings, demo: bool = True) -> None:
         elif (cfg.data_dir / "admin-password").exists():
             say(f"log in as admin with the password in {cfg.data_dir / 'admin-password'}")
         if cfg.anonymous == "viewer":
-            say(
-                "anonymous visitors may read (PORTAL_ANONYMOUS=viewer); set it to none to require login"
-            )
+            say("anonymous visitors may read (PORTAL_ANONYMOUS=viewer; none requires login)")
         say(f"logs of every component: portal logs --host {cfg.host_name} --since 10m")
         while not stopping:
             now = time.monotonic()
