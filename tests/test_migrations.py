@@ -24,7 +24,7 @@ def fresh_url(pg_server: str) -> Iterator[str]:
 def test_upgrade_partitions_and_downgrade(fresh_url: str) -> None:
     migrate.upgrade(fresh_url)
     st = migrate.status(fresh_url)
-    assert st.current == st.head == "0001"
+    assert st.head is not None and st.current == st.head
     assert st.backend == "partman"
     today = dt.datetime.now(dt.UTC).date()
     for table in tables.TIMESERIES:
@@ -56,7 +56,7 @@ def test_upgrade_partitions_and_downgrade(fresh_url: str) -> None:
         assert left == []
     assert migrate.status(fresh_url).current is None
     migrate.upgrade(fresh_url)
-    assert migrate.status(fresh_url).current == "0001"
+    assert migrate.status(fresh_url).current == st.head
 
 
 def test_core_tables_match_migrated_schema(database_url: str) -> None:

@@ -4,16 +4,26 @@ The migrations call ``setup_ddl`` so the same schema becomes hypertables (compre
 retention policies) on TimescaleDB, daily native partitions managed by pg_partman on plain
 PostgreSQL, or, on a server with neither (an embedded wheel), one DEFAULT partition that holds
 everything and is trimmed by ``DELETE``.
+
+Append-only tables (the audit log) refuse UPDATE, DELETE and TRUNCATE through triggers; their
+retention only ever drops whole partitions (DDL, which fires no trigger), so on a server with
+neither engine they are not trimmed at all.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import Connection, text
 
 Backend = Literal["timescaledb", "partman", "plain"]
+
+log = logging.getLogger("portal.db.timeseries")
+
+#: Tables whose rows may only be added (see ``append_only_ddl``).
+APPEND_ONLY = frozenset({"audit_log"})
 
 
 def available_backend(conn: Connection) -> Backend:
@@ -70,15 +80,26 @@ def setup_ddl(
     premake_days: int,
     segment_by: str,
     start: date | None = None,
+    compress: bool = True,
 ) -> list[str]:
-    """Statements that turn the freshly created ``table`` into a time-partitioned table."""
+    """Statements that turn the freshly created ``table`` into a time-partitioned table.
+
+    ``compress=False`` leaves TimescaleDB chunks uncompressed (the append-only audit log: small,
+    and its chunks are never rewritten).
+    """
     if backend == "timescaledb":
+        hyper = [
+            f"SELECT create_hypertable('{table}', 'time', chunk_time_interval => INTERVAL '1 day')"
+        ]
+        if compress:
+            hyper += [
+                f"ALTER TABLE {table} SET (timescaledb.compress, "
+                f"timescaledb.compress_segmentby = '{segment_by}', "
+                f"timescaledb.compress_orderby = 'time DESC')",
+                f"SELECT add_compression_policy('{table}', INTERVAL '2 days')",
+            ]
         return [
-            f"SELECT create_hypertable('{table}', 'time', chunk_time_interval => INTERVAL '1 day')",
-            f"ALTER TABLE {table} SET (timescaledb.compress, "
-            f"timescaledb.compress_segmentby = '{segment_by}', "
-            f"timescaledb.compress_orderby = 'time DESC')",
-            f"SELECT add_compression_policy('{table}', INTERVAL '2 days')",
+            *hyper,
             f"SELECT add_retention_policy('{table}', INTERVAL '{retention_days} days')",
         ]
     brin = f"CREATE INDEX {table}_time_brin ON {table} USING brin (time)"
@@ -106,6 +127,54 @@ def teardown_ddl(backend: Backend, table: str) -> list[str]:
     return []
 
 
+def append_only_ddl(table: str) -> list[str]:
+    """Triggers that make ``table`` refuse UPDATE, DELETE and TRUNCATE with one clear error.
+
+    The row trigger on a partitioned table is cloned onto every partition, present and future;
+    statement triggers are not, so ``protect_partitions`` adds the TRUNCATE one to each partition.
+    Dropping a partition or a chunk (retention) is DDL and fires none of them.
+    """
+    fn = f"{table}_refuse_change"
+    return [
+        f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"RAISE EXCEPTION '{table} is append-only: % refused on %', TG_OP, TG_TABLE_NAME "
+        f"USING HINT = 'entries leave only when retention drops their whole partition'; "
+        f"END $$",
+        f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION {fn}()",
+        f"CREATE TRIGGER {table}_append_only_statement BEFORE UPDATE OR DELETE OR TRUNCATE "
+        f"ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {fn}()",
+    ]
+
+
+def append_only_teardown_ddl(table: str) -> list[str]:
+    """Undo ``append_only_ddl`` (drop the table first: its triggers go with it)."""
+    return [f"DROP FUNCTION IF EXISTS {table}_refuse_change() CASCADE"]
+
+
+def protect_partitions(conn: Connection, table: str) -> int:
+    """Add the TRUNCATE guard to each partition of ``table`` lacking it; returns how many."""
+    missing = list(
+        conn.execute(
+            text(
+                "SELECT c.oid::regclass::text FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = to_regclass(:t) AND NOT EXISTS ("
+                "SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND g.tgname = :name)"
+            ),
+            {"t": f"public.{table}", "name": f"{table}_no_truncate"},
+        ).scalars()
+    )
+    for part in missing:
+        conn.execute(
+            text(
+                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {part} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {table}_refuse_change()"
+            )
+        )
+    return len(missing)
+
+
 def ensure_partitions(conn: Connection, table: str, first: date, last: date) -> int:
     """Create daily partitions covering ``first``..``last`` (for backfills); returns days asked."""
     if installed_backend(conn) != "partman":
@@ -115,6 +184,8 @@ def ensure_partitions(conn: Connection, table: str, first: date, last: date) -> 
         text("SELECT partman.create_partition_time(:parent, CAST(:days AS timestamptz[]))"),
         {"parent": f"public.{table}", "days": "{" + ",".join(days) + "}"},
     )
+    if table in APPEND_ONLY:
+        protect_partitions(conn, table)
     return len(days)
 
 
@@ -131,12 +202,21 @@ def maintain(conn: Connection, retention: dict[str, int], premake_days: int) -> 
                 {"r": f"{days} days", "p": premake_days, "t": f"public.{table}"},
             )
         conn.execute(text("SELECT partman.run_maintenance(p_analyze => false)"))
+        for table in sorted(APPEND_ONLY & set(retention)):
+            protect_partitions(conn, table)
     elif backend == "timescaledb":
         for table, days in retention.items():
             conn.execute(text(f"SELECT remove_retention_policy('{table}', if_exists => true)"))
             conn.execute(text(f"SELECT add_retention_policy('{table}', INTERVAL '{days} days')"))
     else:
         for table, days in retention.items():
+            if table in APPEND_ONLY:
+                log.info(
+                    "%s: retention skipped: without pg_partman or TimescaleDB it would need "
+                    "DELETE, which this append-only table refuses",
+                    table,
+                )
+                continue
             conn.execute(
                 text(f"DELETE FROM {table} WHERE time < now() - make_interval(days => :d)"),
                 {"d": days},
