@@ -7,14 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import json
-import os
 import queue
 import subprocess
 import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import flask
 import psycopg
@@ -26,43 +24,10 @@ from portal.auth.identity import Identity, cli_identity
 from portal.db import engine as db_engine
 from portal.db import migrate, timeseries
 from portal.settings import Settings
-from tests.conftest import REPO, portal_cmd, run_portal, shared_tmpdir
+from tests.conftest import REPO, portal_cmd, run_portal
 
 APPEND_ONLY = "audit_log is append-only"
 MIGRATION = REPO / "portal" / "db" / "migrations" / "versions" / "0002_audit_log.py"
-
-# Registers `portal audit` and the Audit page when the installed package does not yet list the
-# access-control plugin as an entry point (and does nothing once it does).
-PLUGIN = """
-from importlib.metadata import entry_points
-from pathlib import Path
-
-import portal.auth
-from portal.hookspecs import hookimpl
-from portal.lazy import LazyCommand
-
-if not any(ep.value == "portal.auth.plugin" for ep in entry_points(group="obsportal")):
-
-    @hookimpl
-    def register_commands(cli):
-        cli.add_command(
-            LazyCommand("audit", "portal.auth.audit_cli:audit", "Print the audit log.")
-        )
-
-    @hookimpl
-    def register_pages():
-        return [Path(portal.auth.__file__).resolve().parent / "pages"]
-"""
-
-
-@pytest.fixture(scope="module")
-def plugins_dir() -> Iterator[Path]:
-    folder = shared_tmpdir("obsportal-audit-plugin-")
-    (folder / "audit_access.py").write_text(PLUGIN)
-    yield folder
-    for p in folder.iterdir():
-        p.unlink()
-    folder.rmdir()
 
 
 def _who(name: str, role: str = "operator") -> Identity:
@@ -221,14 +186,11 @@ def test_text_and_json_lines() -> None:
 
 
 # -- CLI ---------------------------------------------------------------------------------------
-def test_portal_audit_text_jsonl_and_bad_input(
-    cfg: Settings, database_url: str, plugins_dir: Path
-) -> None:
-    env = {"PORTAL_PLUGINS_DIR": str(plugins_dir)}
+def test_portal_audit_text_jsonl_and_bad_input(cfg: Settings, database_url: str) -> None:
     who = _who(f"cli-{_mark()}")
     audit.record(database_url, who, audit.Entry("user.add", "bob", params={"role": "viewer"}))
     audit.record(database_url, who, audit.Entry("user.disable", "bob", reason="left the team"))
-    out = run_portal("audit", "--actor", who.label, env=env, check=True).stdout.splitlines()
+    out = run_portal("audit", "--actor", who.label, check=True).stdout.splitlines()
     assert len(out) == 2
     words = out[0].split(" ")
     assert words[1:8] == [who.label, "operator", "10.0.0.7", "user.add", "bob", "ok", "-"]
@@ -245,14 +207,13 @@ def test_portal_audit_text_jsonl_and_bad_input(
         "jsonl",
         "--since",
         "1h",
-        env=env,
         check=True,
     ).stdout.splitlines()
     got = [json.loads(line) for line in jl]
     assert [(g["actor"], g["action"], g["reason"]) for g in got if g["actor"] == who.label] == [
         (who.label, "user.disable", "left the team")
     ]
-    limited = run_portal("audit", "--actor", who.label, "--limit", "1", env=env, check=True)
+    limited = run_portal("audit", "--actor", who.label, "--limit", "1", check=True)
     assert limited.stdout.count("\n") == 1 and " user.add " in limited.stdout
     assert (
         run_portal(
@@ -263,7 +224,6 @@ def test_portal_audit_text_jsonl_and_bad_input(
             "2000-01-01",
             "--until",
             "2000-01-02",
-            env=env,
             check=True,
         ).stdout
         == ""
@@ -276,13 +236,13 @@ def test_portal_audit_text_jsonl_and_bad_input(
         (("--limit", "-1"), "--limit -1 must be 0 or more"),
         (("--follow", "--limit", "3"), "--follow prints until interrupted"),
     ]:
-        bad = run_portal("audit", *args, env=env)
+        bad = run_portal("audit", *args)
         assert bad.returncode != 0, args
         assert bad.stderr.strip().splitlines() == [f"error: {bad.stderr.strip()[7:]}"], bad.stderr
         assert text in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
 
 
-def test_portal_audit_help_imports_no_database_stack(plugins_dir: Path, cfg: Settings) -> None:
+def test_portal_audit_help_imports_no_database_stack(cfg: Settings) -> None:
     script = (
         "import sys\n"
         "from portal.cli import main\n"
@@ -299,16 +259,13 @@ def test_portal_audit_help_imports_no_database_stack(plugins_dir: Path, cfg: Set
         text=True,
         timeout=120,
         cwd=REPO,
-        env={**os.environ, "PORTAL_PLUGINS_DIR": str(plugins_dir)},
     )
     assert result.returncode == 0, result.stderr
     assert "--follow" in result.stdout and "oldest first" in result.stdout
     assert "HEAVY []" in result.stdout, result.stdout
 
 
-def test_portal_audit_follow_prints_new_entries(
-    cfg: Settings, database_url: str, plugins_dir: Path
-) -> None:
+def test_portal_audit_follow_prints_new_entries(cfg: Settings, database_url: str) -> None:
     who = _who(f"follow-{_mark()}")
     audit.record(database_url, who, audit.Entry("before.start", "t"))
     proc = subprocess.Popen(
@@ -317,7 +274,6 @@ def test_portal_audit_follow_prints_new_entries(
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
-        env={**os.environ, "PORTAL_PLUGINS_DIR": str(plugins_dir)},
     )
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stdout is not None
@@ -531,9 +487,7 @@ def test_timescale_and_partman_ddl_of_the_audit_log() -> None:
 
 
 # -- the Audit page ----------------------------------------------------------------------------
-def test_audit_page_renders_entries_newest_first(
-    cfg: Settings, database_url: str, plugins_dir: Path
-) -> None:
+def test_audit_page_renders_entries_newest_first(cfg: Settings, database_url: str) -> None:
     import dash
 
     from portal.web.app import create_app
@@ -543,7 +497,7 @@ def test_audit_page_renders_entries_newest_first(
     audit.record(database_url, alice, audit.Entry("user.add", "carol", params={"role": "viewer"}))
     audit.record(database_url, alice, audit.Entry("user.disable", "carol", reason="left"))
     audit.record(database_url, bob, audit.Entry("token.add", "ci"))
-    app = create_app(cfg.replace(plugins_dir=plugins_dir))
+    app = create_app(cfg)
     client = app.test_client()
     pages = {p["path"]: p for p in client.get("/api/pages").get_json()}
     assert pages["/audit"]["error"] == "" and pages["/audit"]["name"] == "Audit", pages
