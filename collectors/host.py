@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 from collectors import hoststats
 from collectors.hoststats import Sample, Watched
 from portal import settings
+from portal.auth.roles import requires
 from portal.db.engine import get_engine
 from portal.db.tables import components
 from portal.db.writer import WritePath
@@ -161,6 +162,7 @@ def run(
         REGISTRY.unregister(collector)
 
 
+@requires("operator")
 @click.command("host")
 @click.option("--port", type=int, default=None, help="Port for /metrics [PORTAL_COLLECTOR_PORT].")
 @click.option("--bind", default="0.0.0.0", show_default=True, help="Address to listen on.")

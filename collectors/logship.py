@@ -30,6 +30,7 @@ import click
 
 from collectors.logparse import parse_line
 from portal import settings
+from portal.auth.roles import requires
 from portal.errors import PortalError, SettingsError
 from portal.logs.loki import Entry, LokiClient, to_ns
 from portal.logs.store import log_writer
@@ -400,6 +401,7 @@ class LokiForwarder:
         self.client.close()
 
 
+@requires("operator")
 @click.command("logs")
 @click.option(
     "--source",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from portal import plugins, settings
+from portal.auth.roles import requires
 from portal.hookspecs import hookimpl
 
 
@@ -46,6 +47,7 @@ def plugins_cmd(hooks: bool) -> None:
     click.echo(plugins.describe(infos))
 
 
+@requires("admin")
 @click.command("run")
 @click.option("--no-demo", is_flag=True, help="Do not start the pipeline simulator.")
 def run_cmd(no_demo: bool) -> None:

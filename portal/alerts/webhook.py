@@ -16,6 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 from portal import routes
 from portal.alerts.payload import TOPIC, BadPayload, parse
 from portal.auth import audit
+from portal.auth.roles import requires
 from portal.db.engine import connect_raw
 from portal.errors import PortalError
 from portal.events import bus as events
@@ -24,6 +25,7 @@ blueprint = Blueprint("alerts", __name__)
 
 
 @blueprint.post("/api/alerts")
+@requires("operator")  # Alertmanager sends its token (portal stack up writes it)
 def receive() -> Response:
     """Record every alert of one Alertmanager notification."""
     body: Any = request.get_json(silent=True)

@@ -38,12 +38,12 @@ def users() -> None:
     """People who may use the portal."""
 
 
+@requires("admin")
 @users.command("add")
 @click.argument("name")
 @click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--no-password", is_flag=True, help="Sign-on through a trusted proxy only.")
-@requires("admin")
 def users_add(name: str, role: str, password_stdin: bool, no_password: bool) -> None:
     """Add user NAME with a role and a password (asked for, hidden)."""
     from portal.auth import users as store
@@ -53,9 +53,9 @@ def users_add(name: str, role: str, password_stdin: bool, no_password: bool) -> 
     click.echo(f"user {user.name} added ({user.role})")
 
 
+@requires("admin")
 @users.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@requires("admin")
 def users_list(as_json: bool) -> None:
     """Every user with role, state and last change."""
     from portal.auth import users as store
@@ -79,10 +79,10 @@ def users_list(as_json: bool) -> None:
             click.echo(f"{u.name:20} {u.role:10} {state:9} {u.updated_at:%Y-%m-%d %H:%M}{pw}")
 
 
+@requires("admin")
 @users.command("role")
 @click.argument("name")
 @click.argument("role", type=click.Choice(ROLES))
-@requires("admin")
 def users_role(name: str, role: str) -> None:
     """Give user NAME another role."""
     from portal.auth import users as store
@@ -91,10 +91,10 @@ def users_role(name: str, role: str) -> None:
     click.echo(f"user {name} is now {role}")
 
 
+@requires("admin")
 @users.command("disable")
 @click.argument("name")
 @click.option("--enable", is_flag=True, help="Enable the user again instead.")
-@requires("admin")
 def users_disable(name: str, enable: bool) -> None:
     """Disable user NAME: their sessions end at their next request."""
     from portal.auth import users as store
@@ -103,10 +103,10 @@ def users_disable(name: str, enable: bool) -> None:
     click.echo(f"user {name} {'enabled' if enable else 'disabled'}")
 
 
+@requires("admin")
 @users.command("passwd")
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@requires("admin")
 def users_passwd(name: str, password_stdin: bool) -> None:
     """Set user NAME's password."""
     from portal.auth import users as store
@@ -120,11 +120,11 @@ def tokens() -> None:
     """API tokens for machines (Bearer)."""
 
 
+@requires("admin")
 @tokens.command("create")
 @click.argument("name")
 @click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)
 @click.option("--expires", default=None, help="Lifetime, e.g. 30d or 12h (default: none).")
-@requires("admin")
 def tokens_create(name: str, role: str, expires: str | None) -> None:
     """Create token NAME; prints its secret once (only its hash is stored)."""
     from portal.auth import tokens as store
@@ -140,8 +140,8 @@ def tokens_create(name: str, role: str, expires: str | None) -> None:
     )
 
 
-@tokens.command("alertmanager")
 @requires("admin")
+@tokens.command("alertmanager")
 def tokens_alertmanager() -> None:
     """Create once the token Alertmanager sends to /api/alerts; print its file (0600)."""
     from portal.auth import bootstrap
@@ -152,8 +152,8 @@ def tokens_alertmanager() -> None:
     click.echo(f"{path} ({'registered' if changed else 'already registered'}; role operator)")
 
 
-@tokens.command("list")
 @requires("admin")
+@tokens.command("list")
 def tokens_list() -> None:
     """Every token: role, state, creator, expiry, last use (never the secret)."""
     from portal.auth import tokens as store
@@ -167,9 +167,9 @@ def tokens_list() -> None:
         )
 
 
+@requires("admin")
 @tokens.command("revoke")
 @click.argument("name")
-@requires("admin")
 def tokens_revoke(name: str) -> None:
     """Revoke token NAME at once."""
     from portal.auth import tokens as store

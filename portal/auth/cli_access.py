@@ -21,9 +21,14 @@ def current() -> Identity:
     cfg = settings.get()
     if os.geteuid() == 0 or _owns(cfg.data_dir):
         return cli_identity("admin")
+    import sqlalchemy.exc
+
     from portal.auth import users
 
-    row = users.get(cfg.database_url, getpass.getuser())
+    try:
+        row = users.get(cfg.database_url, getpass.getuser())
+    except sqlalchemy.exc.ProgrammingError:  # no users table yet: nobody was given a role
+        row = None
     return cli_identity(row.role if row is not None and not row.disabled else "viewer")
 
 

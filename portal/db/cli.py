@@ -7,6 +7,7 @@ import sys
 import click
 
 from portal import settings
+from portal.auth.roles import requires
 
 
 def cfg() -> settings.Settings:
@@ -18,6 +19,7 @@ def db() -> None:
     """Schema migrations and partition maintenance."""
 
 
+@requires("admin")
 @db.command("upgrade")
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
@@ -29,6 +31,7 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at revision {st.current} (partitioning: {st.backend})")
 
 
+@requires("admin")
 @db.command("downgrade")
 @click.argument("revision", default="base")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -60,6 +63,7 @@ def db_status() -> None:
         sys.exit(1)
 
 
+@requires("admin")
 @db.command("maintain")
 def db_maintain() -> None:
     """Apply retention settings; create partitions ahead and drop expired ones."""
@@ -72,6 +76,7 @@ def db_maintain() -> None:
     click.echo(f"maintenance done ({backend})")
 
 
+@requires("admin")
 @db.command("maintain-loop")
 @click.option("--every", type=float, default=3600.0, help="Seconds between runs.")
 def db_maintain_loop(every: float) -> None:

@@ -8,6 +8,7 @@ import threading
 import click
 
 from portal import settings
+from portal.auth.roles import requires
 from portal.demo import model
 
 
@@ -35,6 +36,7 @@ def demo() -> None:
     """The pipeline simulator: live telemetry (`run`) or history (`seed`)."""
 
 
+@requires("operator")
 @demo.command("run")
 @click.option(
     "--speed",
@@ -87,6 +89,7 @@ def run_cmd(
         live.close()
 
 
+@requires("operator")
 @demo.command("seed")
 @click.option("--days", type=int, default=30, show_default=True, help="Days of history (1-400).")
 @click.option(

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from portal import settings
+from portal.auth.roles import requires
 from portal.errors import PortalError
 
 
@@ -31,6 +32,7 @@ def _payload(raw: str) -> dict[str, Any]:
     return value
 
 
+@requires("operator")
 @events.command("publish")
 @click.argument("topic")
 @click.argument("payload", default="{}")

@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlsplit
 import click
 
 from portal import settings
+from portal.auth.roles import requires
 from portal.timeparse import parse_duration
 
 
@@ -18,6 +19,7 @@ def grafana() -> None:
     """Grafana provisioning as code (dashboards, datasources, alerting)."""
 
 
+@requires("admin")
 @grafana.command("build")
 @click.option("--check", is_flag=True, help="Only report stale files; exit 1 if any.")
 def build(check: bool) -> None:
@@ -39,6 +41,7 @@ def build(check: bool) -> None:
     click.echo(f"{len(changed)} file(s) changed")
 
 
+@requires("operator")
 @grafana.command("export")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 def export(folder: Path) -> None:

@@ -8,6 +8,7 @@ from dataclasses import asdict
 import click
 
 from portal import settings
+from portal.auth.roles import requires
 from portal.errors import PortalError
 from portal.inventory import registry as inventory
 
@@ -41,6 +42,7 @@ def list_cmd(as_json: bool) -> None:
         click.echo(f"{h.name:16} {h.role:10} {where:24} {h.state}")
 
 
+@requires("operator")
 @hosts.command("add")
 @click.argument("name")
 @click.option("--role", default="compute", show_default=True, help="compute, storage, head, ...")
@@ -58,6 +60,7 @@ def add_cmd(
     click.echo(f"host {h.name} ({h.role}) at {h.address}:{h.collector_port} is {h.state}")
 
 
+@requires("operator")
 @hosts.command("remove")
 @click.argument("name")
 def remove_cmd(name: str) -> None:
@@ -66,6 +69,7 @@ def remove_cmd(name: str) -> None:
     click.echo(f"host {name} removed")
 
 
+@requires("operator")
 @hosts.command("state")
 @click.argument("name")
 @click.argument("state", type=click.Choice(inventory.STATES))
@@ -85,6 +89,7 @@ def components_cmd(host: str | None) -> None:
         click.echo(f"{c.host:16} {c.name:20} {c.kind:10} {port:6} {c.process_match or '-'}")
 
 
+@requires("operator")
 @hosts.command("add-component")
 @click.argument("host")
 @click.argument("name")
@@ -99,6 +104,7 @@ def add_component_cmd(
     click.echo(f"component {name} on {host} ({kind})")
 
 
+@requires("operator")
 @hosts.command("remove-component")
 @click.argument("host")
 @click.argument("name")
@@ -108,6 +114,7 @@ def remove_component_cmd(host: str, name: str) -> None:
     click.echo(f"component {name} on {host} removed")
 
 
+@requires("operator")
 @hosts.command("targets")
 def targets_cmd() -> None:
     """Rewrite Prometheus' file_sd targets from the inventory (done after every change)."""

@@ -7,6 +7,7 @@ import sys
 import click
 
 from portal import settings
+from portal.auth.roles import requires
 
 
 def cfg() -> settings.Settings:
@@ -18,6 +19,7 @@ def stack() -> None:
     """Start, check and stop the local PostgreSQL, Prometheus, Pushgateway, Alertmanager."""
 
 
+@requires("operator")
 @stack.command("up")
 def stack_up() -> None:
     """Start every service that is not already running (idempotent)."""
@@ -39,6 +41,7 @@ def stack_status(as_json: bool) -> None:
         sys.exit(1)
 
 
+@requires("operator")
 @stack.command("down")
 def stack_down() -> None:
     """Stop the services this stack started (external ones are left alone)."""

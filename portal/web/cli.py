@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from portal import settings
+from portal.auth.roles import requires
 from portal.errors import PortalError
 from portal.resources import shipped
 
@@ -31,6 +32,7 @@ def layout(time_range: ql.TimeRange, beam: int = 0):
 '''
 
 
+@requires("operator")
 @click.command("web")
 def web() -> None:
     """Serve the portal under gunicorn (PORTAL_WEB_BIND, PORTAL_WEB_WORKERS)."""
@@ -44,6 +46,7 @@ def quicklook() -> None:
     """Quicklook plugins: one Python file = one page."""
 
 
+@requires("scientist")
 @quicklook.command("new")
 @click.argument("name")
 @click.option(
