@@ -107,10 +107,11 @@ def _trusted(cfg: Settings) -> bool:
 
 
 def _address(cfg: Settings) -> str:
-    """The client: the proxy's ``X-Forwarded-For`` only when the proxy is trusted."""
+    """The client: the last ``X-Forwarded-For`` entry (the one our trusted proxy appended;
+    earlier ones came from the client and prove nothing), only from a trusted proxy."""
     forwarded = flask.request.headers.get("X-Forwarded-For", "")
     if forwarded and _trusted(cfg):
-        return forwarded.split(",")[0].strip()
+        return forwarded.split(",")[-1].strip()
     return flask.request.remote_addr or ""
 
 
