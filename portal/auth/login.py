@@ -7,6 +7,7 @@ address, so every gunicorn worker sees one count with no extra store.
 from __future__ import annotations
 
 import html
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +23,7 @@ from portal.auth.web import same_origin
 from portal.db.engine import get_engine
 from portal.db.tables import audit_log
 
+log = logging.getLogger("portal.auth")
 blueprint = flask.Blueprint("auth", __name__)
 
 WINDOW = timedelta(minutes=15)
@@ -109,6 +111,7 @@ def login() -> WerkzeugResponse:
         return _page("Too many failed logins; wait 15 minutes.", name, 429)
     row = users.authenticate(cfg.database_url, name, password)
     if row is None:
+        log.warning("failed login for %r from %s", name, who.address)
         audit.record(cfg.database_url, attempt, audit.Entry("login.failed", name, "failed"))
         return _page("Wrong user name or password, or the user is disabled.", name, 401)
     flask.session.clear()
