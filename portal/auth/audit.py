@@ -21,6 +21,7 @@ from portal.auth.identity import Identity
 from portal.db.engine import describe_unreachable, get_engine
 from portal.db.tables import audit_log
 from portal.errors import DatabaseUnavailable, PortalError
+from portal.globs import like_pattern
 
 if TYPE_CHECKING:
     import psycopg
@@ -112,10 +113,8 @@ def record(
 
 def _glob(column: sa.ColumnElement[str], pattern: str) -> sa.ColumnElement[bool]:
     """``*``/``?`` globs as LIKE (a bound parameter); no wildcard means equality."""
-    if not any(ch in pattern for ch in "*?"):
-        return column == pattern
-    like = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return column.like(like.replace("*", "%").replace("?", "_"), escape="\\")
+    like = like_pattern(pattern)
+    return column == pattern if like is None else column.like(like, escape="\\")
 
 
 def statement(

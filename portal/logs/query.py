@@ -20,6 +20,7 @@ from psycopg import sql
 
 from portal.db.engine import describe_unreachable, get_engine
 from portal.errors import DatabaseUnavailable, PortalError
+from portal.globs import like_pattern
 from portal.logs.filters import LEVELS, LogQuery, parse_level
 from portal.logs.format import Record
 from portal.timeparse import parse_time
@@ -33,10 +34,9 @@ TS_SQL = """to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
 def _glob(column: sql.Composable, pattern: str) -> tuple[sql.Composable, list[Any]]:
     """``*``/``?`` globs as LIKE (index-friendly); no wildcard means equality."""
-    if not any(ch in pattern for ch in "*?"):
+    like = like_pattern(pattern)
+    if like is None:
         return sql.SQL("{} = %s").format(column), [pattern]
-    like = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    like = like.replace("*", "%").replace("?", "_")
     return sql.SQL("{} LIKE %s").format(column), [like]
 
 

@@ -9,6 +9,7 @@ from dash import Input, Output, callback, dcc, html
 
 from portal import quicklook as ql
 from portal.auth.roles import requires
+from portal.globs import like_pattern
 from portal.web import ui
 
 TITLE = "Events"
@@ -54,7 +55,7 @@ def layout(time_range: ql.TimeRange, topic: str = "", **params: Any) -> html.Div
 def refresh(topic: str | None, _tick: int | None, tr_data: dict[str, Any] | None) -> Any:
     """Newest events first within the picked range; a topic pattern narrows them."""
     tr = ql.TimeRange.from_store(tr_data)
-    like = (topic or "*").replace("%", r"\%").replace("_", r"\_").replace("*", "%")
+    like = like_pattern(topic or "*", always=True)
     df = ql.sql(
         "SELECT id, time, topic, source, payload::text AS payload FROM events "
         "WHERE topic LIKE :like AND time >= :start AND time < :end ORDER BY id DESC LIMIT :n",
