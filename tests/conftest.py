@@ -46,11 +46,16 @@ def portal_cmd(*args: str) -> list[str]:
 
 
 def run_portal(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120, check: bool = False
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    check: bool = False,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real ``portal`` CLI in a subprocess with the test environment."""
+    """Run the real ``portal`` CLI in a subprocess with the test environment (``input``: stdin)."""
     result = subprocess.run(
         portal_cmd(*args),
+        input=input,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -139,6 +144,22 @@ def stack(cfg: settings.Settings) -> Iterator[settings.Settings]:
         yield cfg
     finally:
         manager.down(cfg)
+
+
+@pytest.fixture(scope="session")
+def operator_token(cfg: settings.Settings) -> str:
+    """The secret of an operator API token in the session database (``Authorization: Bearer``)."""
+    from portal.auth import tokens
+    from portal.auth.identity import Identity
+
+    who = Identity("conftest", "cli", "admin", "local")
+    return tokens.create(cfg.database_url, who, f"test-operator-{uuid.uuid4().hex[:8]}", "operator")
+
+
+@pytest.fixture(scope="session")
+def operator_auth(operator_token: str) -> dict[str, str]:
+    """Headers that authenticate a request as the session's operator token."""
+    return {"Authorization": f"Bearer {operator_token}"}
 
 
 @pytest.fixture

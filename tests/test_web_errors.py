@@ -97,7 +97,7 @@ def test_each_app_answers_with_its_own_settings(
 
 
 def test_the_real_app_answers_api_errors_in_json(
-    two_apps: tuple[flask.Flask, flask.Flask, Settings],
+    two_apps: tuple[flask.Flask, flask.Flask, Settings], operator_auth: dict[str, str]
 ) -> None:
     client = two_apps[0].test_client()
     for method, path, status, text in [
@@ -109,7 +109,9 @@ def test_the_real_app_answers_api_errors_in_json(
         resp = client.open(path, method=method)
         assert resp.status_code == status and resp.mimetype == "application/json", path
         assert resp.get_json()["error"].startswith(text)
-    bad = client.post("/api/alerts", data="not json", content_type="application/json")
+    bad = client.post(
+        "/api/alerts", data="not json", content_type="application/json", headers=operator_auth
+    )
     assert bad.status_code == 400 and "not JSON" in bad.get_json()["error"]
     assert client.get("/no-such-page").mimetype == "text/html"  # pages stay Dash's
 
