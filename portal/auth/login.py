@@ -38,6 +38,7 @@ form {{ max-width: 22em; margin: 12vh auto; padding: 2em; background: #272f40;
         border-radius: 8px; display: grid; gap: .8em; }}
 input, button {{ font-size: 1em; padding: .5em; }}
 .error {{ color: #ffb4a8; }} .note {{ color: #c8d0dc; font-size: .9em; }}
+.error:empty {{ display: none; }}
 </style></head><body>
 <form method="post" action="/login" id="login-form">
 <h2>obsportal</h2>
