@@ -1,7 +1,9 @@
 """Alert rules (promtool), runbook links, and the ``/api/alerts`` webhook into the events table.
 
 The end-to-end test runs a real Prometheus and a real Alertmanager on free ports: a rule that
-fires at once travels Prometheus -> Alertmanager -> webhook -> ``events`` (topic ``alert``).
+fires at once travels Prometheus -> Alertmanager -> the real app's webhook (Alertmanager sends
+the token of the stack's generated config) -> ``events`` (topic ``alert``). The payload checks
+use the alerts blueprint alone.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import sqlalchemy as sa
 import yaml
 from flask import Flask
 from werkzeug.serving import make_server
@@ -21,6 +25,9 @@ from portal import settings
 from portal.alerts import rules
 from portal.alerts.query import latest
 from portal.alerts.webhook import blueprint
+from portal.auth import bootstrap
+from portal.db.engine import get_engine
+from portal.db.tables import audit_log
 from portal.events import bus as events
 from portal.readiness import http_ready
 from portal.settings import Settings
@@ -174,12 +181,11 @@ def test_webhook_half_bad_notification_is_rejected_whole(client, database_url: s
 
 
 @pytest.fixture
-def webhook_server(cfg: Settings) -> Iterator[str]:
-    """Just the alerts blueprint, served on the port of ``cfg.web_url``."""
-    app = Flask("alerts_e2e")
-    app.config["PORTAL_SETTINGS"] = cfg
-    app.register_blueprint(blueprint)
-    server = make_server("127.0.0.1", cfg.web_port, app, threaded=True)
+def portal_server(cfg: Settings) -> Iterator[str]:
+    """The real app, access control included, served on the port of ``cfg.web_url``."""
+    from portal.web.app import create_app
+
+    server = make_server("127.0.0.1", cfg.web_port, create_app(cfg), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield cfg.web_url
@@ -188,8 +194,13 @@ def webhook_server(cfg: Settings) -> Iterator[str]:
 
 
 def test_firing_rule_reaches_events_through_real_alertmanager(
-    cfg: Settings, webhook_server: str, database_url: str
+    cfg: Settings, portal_server: str, database_url: str
 ) -> None:
+    """Prometheus -> Alertmanager (with the stack's generated config and its token) -> the
+    portal's webhook behind access control -> ``events``, audited as the Alertmanager token."""
+    bootstrap.register_alertmanager_token(cfg)
+    anonymous = httpx.post(f"{portal_server}/api/alerts", json=_payload(), timeout=10)
+    assert anonymous.status_code == 401  # the server checks tokens: Alertmanager must send one
     tmp = shared_tmpdir("obsportal-alerts-e2e-")
     prom_port, am_port = free_port(), free_port()
     am_url, prom_url = f"http://127.0.0.1:{am_port}", f"http://127.0.0.1:{prom_port}"
@@ -222,7 +233,12 @@ def test_firing_rule_reaches_events_through_real_alertmanager(
         },
     }
     configs.write(tmp / "prometheus.yml", prom_cfg)
-    am_conf = configs.write(tmp / "alertmanager.yml", configs.alertmanager_config(cfg))
+    am_config = configs.alertmanager_config(cfg)
+    (hook,) = am_config["receivers"][0]["webhook_configs"]
+    assert hook["url"] == f"{portal_server}/api/alerts"
+    token_file = hook["http_config"]["authorization"]["credentials_file"]
+    assert token_file == str(cfg.data_dir / "secrets" / "alertmanager.token")
+    am_conf = configs.write(tmp / "alertmanager.yml", am_config)
     before = events.last_id(database_url)
     pids = [
         process.spawn(
@@ -266,6 +282,14 @@ def test_firing_rule_reaches_events_through_real_alertmanager(
         assert ev.payload["labels"]["host"] == "e2e-host"
         assert ev.payload["annotations"]["summary"] == "e2e alert fired"
         assert ev.payload["fingerprint"]
+        with get_engine(database_url).connect() as conn:
+            audited = conn.execute(
+                sa.select(audit_log.c.actor, audit_log.c.role).where(
+                    audit_log.c.action == "alert.received",
+                    audit_log.c.target == "PortalE2EAlert",
+                )
+            ).all()
+        assert audited and set(audited) == {("token:alertmanager", "operator")}
         firing = {a.alertname for a in latest(database_url)}
         assert "PortalE2EAlert" in firing
         out = run_portal("alerts", "list", check=True).stdout
@@ -278,7 +302,6 @@ def test_firing_rule_reaches_events_through_real_alertmanager(
 
 def test_stack_prometheus_loads_the_repo_rules(stack: Settings) -> None:
     """The local stack's real Prometheus evaluates prometheus/rules/*.yml."""
-    import httpx
 
     def names() -> set[str]:
         data = httpx.get(f"{stack.prometheus_url}/api/v1/rules", timeout=5).json()["data"]

@@ -135,6 +135,11 @@ def test_installed_wheel_runs_migrations_web_quicklooks_and_grafana_check(
     assert render.stdout.startswith(str(venv / "venv")), render.stdout
     assert "pointings" in render.stdout and "Traceback" not in render.stdout
 
+    # access control ships too: the default settings let no one in without a login or token
+    created = _portal(venv, wheel_env, "tokens", "create", "wheel-check", "--role", "viewer")
+    assert created.returncode == 0, created.stderr
+    auth = {"Authorization": f"Bearer {created.stdout.strip()}"}
+
     log = (venv / "web.log").open("wb")
     web = subprocess.Popen(
         [str(venv / "venv" / "bin" / "portal"), "web"],
@@ -149,8 +154,12 @@ def test_installed_wheel_runs_migrations_web_quicklooks_and_grafana_check(
         assert process.wait_until(lambda: http_ready(base, "/healthz"), timeout=90), (
             venv / "web.log"
         ).read_text()
-        assert httpx.get(base + "/", timeout=10).status_code == 200
-        pages = {p["path"]: p for p in httpx.get(base + "/api/pages", timeout=10).json()}
+        anonymous = httpx.get(base + "/", timeout=10)
+        assert anonymous.status_code == 302 and anonymous.headers["location"] == "/login?next=/"
+        assert "login-form" in httpx.get(base + "/login", timeout=10).text
+        assert httpx.get(base + "/", headers=auth, timeout=10).status_code == 200
+        listed_pages = httpx.get(base + "/api/pages", headers=auth, timeout=10).json()
+        pages = {p["path"]: p for p in listed_pages}
         assert pages["/quicklooks/pointing_density"]["error"] == ""
         assert pages["/quicklooks/pointing_density"]["file"].startswith(str(venv / "venv"))
     finally:
