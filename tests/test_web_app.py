@@ -113,3 +113,20 @@ def test_page_helpers_read_the_serving_apps_settings(cfg: Settings) -> None:
     with app.app_context():
         assert ql._cfg() is other
     assert ql._cfg().prometheus_url == cfg.prometheus_url  # outside a request: the process's
+
+
+def test_pages_with_their_own_inputs_get_no_generated_controls(cfg: Settings) -> None:
+    import json
+
+    import dash
+
+    from portal.web.app import create_app
+
+    create_app(cfg)
+    by_path = {p["path"]: p for p in dash.page_registry.values()}
+
+    def shown(path: str) -> str:
+        return json.dumps(by_path[path]["layout"](range="1h").to_plotly_json(), default=str)
+
+    assert "portal-controls" not in shown("/events")  # CONTROLS = False: its own topic input
+    assert "portal-controls" in shown("/quicklooks/pointing_density")  # beam, bins

@@ -110,7 +110,9 @@ def _wrap(page: Page, fn: Callable[..., Any] | None) -> Callable[..., Any]:
         if fn is None:
             body: Any = ql.notice(page.error, kind="error")
         else:
-            row = controls.controls(fn, query)
+            # a page with inputs of its own sets CONTROLS = False (its URL parameters still work)
+            if getattr(page.module, "CONTROLS", True):
+                row = controls.controls(fn, query)
             try:
                 result = call_layout(fn, query)
                 body = render.render(result, render.Part(page.key, page.name, page.file, ()))

@@ -16,6 +16,7 @@ from portal.errors import PortalError
 from portal.web import ui
 
 TITLE = "Audit"
+CONTROLS = False  # its own inputs; no controls generated from layout()'s signature
 PATH = "/audit"
 ORDER = 47  # after Logs (45)
 SHOWN = 200

@@ -13,6 +13,7 @@ from portal.globs import like_pattern
 from portal.web import ui
 
 TITLE = "Events"
+CONTROLS = False  # its own inputs; no controls generated from layout()'s signature
 ORDER = 40
 LIMIT = 200
 

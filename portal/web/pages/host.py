@@ -13,6 +13,7 @@ from portal.metrics.client import label_value
 from portal.web import ui
 
 TITLE = "Host"
+CONTROLS = False  # its own inputs; no controls generated from layout()'s signature
 PATH = "/host"
 PATH_TEMPLATE = "/hosts/<name>"
 ORDER = 1000  # reached from the hosts table, not the navigation

@@ -18,6 +18,7 @@ from portal.logs.query import LEVELS, stream
 from portal.logs.selector import SelectorError
 
 TITLE = "Logs"
+CONTROLS = False  # its own inputs; no controls generated from layout()'s signature
 ORDER = 45
 SHOWN = 500  # lines on the page; the download has them all
 TAIL_MS = 2000
