@@ -531,6 +531,26 @@ def test_cookie_requests_need_the_portals_own_origin(
     assert client.get("/").headers["Location"] == "/login?next=/"
 
 
+def test_logout_and_a_new_password_void_copies_of_the_session_cookie(
+    strict: flask.Flask, cfg: Settings, user: Any
+) -> None:
+    name = user("operator")
+    first = _client(strict, _address())
+    assert _login(first, name).status_code == 302
+    cookie = first.get_cookie("obsportal_session")
+    assert cookie is not None
+    copy = _client(strict, _address())
+    copy.set_cookie("obsportal_session", cookie.value)
+    assert copy.get("/api/whoami").get_json()["actor"] == name
+    assert first.post("/logout", headers={"Origin": OWN_ORIGIN}).status_code == 302
+    assert copy.get("/api/whoami").status_code == 401  # the stolen copy died with the logout
+    again = _client(strict, _address())
+    assert _login(again, name).status_code == 302  # a new login works
+    assert again.get("/api/whoami").get_json()["actor"] == name
+    users.set_password(cfg.database_url, ADMIN, name, PASSWORD + "-new")
+    assert again.get("/api/whoami").status_code == 401  # a new password ends old sessions
+
+
 # -- the trusted proxy ----------------------------------------------------------------------------
 def test_forwarded_user_counts_only_from_a_trusted_proxy(
     secured: flask.Flask, strict: flask.Flask, cfg: Settings, user: Any

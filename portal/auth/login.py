@@ -136,6 +136,7 @@ def logout() -> WerkzeugResponse:
     cfg = routes.settings()
     who = routes.identity()
     if who.kind == "user":
+        users.end_sessions(cfg.database_url, who.actor)  # a copy of the cookie dies as well
         audit.record(cfg.database_url, who, audit.Entry("logout", who.actor))
     flask.session.clear()
     return flask.redirect("/login")

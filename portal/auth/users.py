@@ -124,9 +124,19 @@ def set_disabled(database_url: str, who: Identity, name: str, disabled: bool) ->
 
 
 def set_password(database_url: str, who: Identity, name: str, password: str) -> None:
-    _change(
-        database_url, who, name, "user.passwd", {"password_hash": passwords.hash_password(password)}
-    )
+    """A new password also ends every session of the user."""
+    values = {"password_hash": passwords.hash_password(password), "sessions_after": _now()}
+    _change(database_url, who, name, "user.passwd", values)
+
+
+def end_sessions(database_url: str, name: str) -> None:
+    """Void every session issued to ``name`` so far (logout: a copied cookie dies too)."""
+    with get_engine(database_url).begin() as conn:
+        conn.execute(sa.update(users).where(users.c.name == name).values(sessions_after=_now()))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def authenticate(database_url: str, name: str, password: str) -> sa.Row | None:

@@ -163,7 +163,12 @@ def _session_user(cfg: Settings, address: str, rid: str) -> Identity | None:
     idle = now - float(sess.get("seen_at", 0)) > cfg.session_idle_minutes * 60
     too_old = now - float(sess.get("login_at", 0)) > cfg.session_max_hours * 3600
     row = None if idle or too_old else users.get(cfg.database_url, name)
-    if row is None or row.disabled:
+    voided = (
+        row is not None
+        and row.sessions_after is not None
+        and (float(sess.get("login_at", 0)) <= row.sessions_after.timestamp())
+    )
+    if row is None or row.disabled or voided:
         sess.clear()
         flask.g.portal_session_ended = True
         return None

@@ -166,6 +166,7 @@ users = sa.Table(
     sa.Column("role", sa.Text, nullable=False),
     sa.Column("password_hash", sa.Text),  # Argon2; NULL: proxy sign-on only
     sa.Column("disabled", sa.Boolean, nullable=False),
+    sa.Column("sessions_after", TS),  # sessions issued before are void (logout, new password)
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
 )

@@ -26,6 +26,8 @@ def upgrade() -> None:
         sa.Column("role", sa.Text, nullable=False),
         sa.Column("password_hash", sa.Text),
         sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+        # sessions issued before this moment are void (logout, password change)
+        sa.Column("sessions_after", TS),
         sa.Column("created_at", TS, nullable=False, server_default=sa.text("now()")),
         sa.Column("updated_at", TS, nullable=False, server_default=sa.text("now()")),
         sa.CheckConstraint(ROLES, name="users_role"),
