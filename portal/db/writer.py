@@ -6,6 +6,14 @@ returns. Replays go through a staging table with ``ON CONFLICT DO NOTHING`` on e
 idempotency key, so a batch delivered twice (crash after commit, retry) is stored once.
 With ``durable=True`` every batch is spooled before ``write_many`` returns, so even ``kill -9``
 of the producer loses nothing it was told was written.
+
+Rows are made storable before they are sent (``portal.db.storable``: no NUL or lone
+surrogates in text, no NaN in JSON). When the database still refuses a batch because of its
+data (SQLSTATE classes 22, 23, 54, or a value the client cannot encode), the batch is split in
+halves until only the refused rows remain; those are set aside one by one in
+``<spool>/rejected-*.jsonl`` with the error and counted in
+``portal_write_rejected_rows_total``, and every other row is stored. Any other failure means
+the database is away or cannot take rows now: the batch stays spooled and is retried.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +32,7 @@ from prometheus_client import Counter, Gauge
 
 from portal.db.engine import connect_raw
 from portal.db.spool import Spool
+from portal.db.storable import clean_json_text, clean_text, json_text
 from portal.db.tables import ENFORCED_KEYS, IDEMPOTENCY_KEYS, metadata
 from portal.errors import DatabaseUnavailable, PortalError
 from portal.settings import Settings
@@ -39,8 +48,53 @@ LAST_OK = Gauge(
     "When a batch last reached the database",
     ["writer"],
 )
+REJECTED = Counter(
+    "portal_write_rejected_rows",
+    "Rows the database refused (bad data), set aside in the spool's rejected-*.jsonl",
+    ["table", "writer"],
+)
 
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnavailable)
+#: SQLSTATE classes that blame the data: data exception, integrity constraint, program limit
+#: (e.g. an index row too large)
+ROW_ERROR_CLASSES = ("22", "23", "54")
+
+
+def is_row_error(exc: BaseException) -> bool:
+    """True when ``exc`` says a row is bad, not that the database is away or misconfigured."""
+    if isinstance(exc, psycopg.Error):
+        if exc.sqlstate is None:  # raised by the client while encoding a value (NUL, adapt)
+            return isinstance(exc, psycopg.DataError | psycopg.ProgrammingError)
+        return exc.sqlstate[:2] in ROW_ERROR_CLASSES
+    return isinstance(exc, ValueError | TypeError | OverflowError)  # UnicodeError is a ValueError
+
+
+def rejected_files(spool_root: Path) -> list[Path]:
+    """Every writer's set-aside rows under the spool root, oldest file first per writer."""
+    return sorted(Path(spool_root).glob("*/rejected-*.jsonl"))
+
+
+def rejected_records(spool_root: Path) -> Iterator[dict[str, Any]]:
+    """Set-aside records: ``time``, ``writer``, ``table``, ``error``, ``columns``, ``rows``.
+
+    Files written before rows were set aside one by one lack ``table``/``columns``/``time``;
+    they are returned with the writer's folder name and ``None`` for what is unknown.
+    """
+    for path in rejected_files(spool_root):
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(obj, dict):
+                    continue
+                obj.setdefault("writer", path.parent.name)
+                obj.setdefault("table", None)
+                obj.setdefault("columns", None)
+                obj.setdefault("time", None)
+                obj["file"] = str(path)
+                yield obj
 
 
 def copy_rows(
@@ -222,7 +276,7 @@ class WritePath:
             if not batch:
                 self._idle.set()
                 return
-            if not self._deliver(self._prepare(batch), dedupe=False):
+            if not self._deliver(self._storable(self._prepare(batch)), dedupe=False):
                 self.spool.append(self._jsonable(batch))
                 ROWS.labels(self.name, "spooled").inc(len(batch))
                 self._spool_buffer()
@@ -243,45 +297,64 @@ class WritePath:
         direct = self.table in ENFORCED_KEYS
         for path, records in self.spool.oldest():
             for record in records:
-                if not self._deliver(record.rows, dedupe=not direct):
+                if not self._deliver(self._storable(record.rows), dedupe=not direct):
                     return False
             self.spool.remove(path)
         return True
 
     def _deliver(self, rows: Sequence[Sequence[Any]], dedupe: bool) -> bool:
+        """Store ``rows``; False (keep them spooled) only when the database is away.
+
+        Rows the database refuses are found by bisection and set aside one by one.
+        """
         try:
             conn = self._connection()
             with conn.transaction():
                 copy_rows(conn, self.table, self.columns, rows, dedupe=dedupe)
-        except psycopg.errors.UniqueViolation:
-            return self._deliver(rows, dedupe=True) if not dedupe else self._reject(rows, "dup")
-        except CONNECTION_ERRORS as exc:
-            self._lost_connection(exc)
-            return False
-        except psycopg.Error as exc:
-            if self._conn is not None and self._conn.closed:
-                self._lost_connection(exc)
+        except psycopg.errors.UniqueViolation as exc:
+            if not dedupe:
+                return self._deliver(rows, dedupe=True)
+            refused: BaseException = exc
+        except Exception as exc:
+            if not is_row_error(exc) or (self._conn is not None and self._conn.closed):
+                if not isinstance(exc, CONNECTION_ERRORS):
+                    log.error("write path %s: the database refused a batch: %s", self.name, exc)
+                self._lost_connection(exc)  # away or not ready for any row: retry later
                 return False
-            return self._reject(rows, str(exc))
-        ROWS.labels(self.name, "written").inc(len(rows))
-        LAST_OK.labels(self.name).set_to_current_time()
-        self._backoff = 0.5
-        self.last_error = None
-        return True
+            refused = exc
+        else:
+            ROWS.labels(self.name, "written").inc(len(rows))
+            LAST_OK.labels(self.name).set_to_current_time()
+            self._backoff = 0.5
+            self.last_error = None
+            return True
+        if len(rows) == 1:
+            return self._reject(rows, f"{type(refused).__name__}: {refused}")
+        half = len(rows) // 2
+        return self._deliver(rows[:half], dedupe) and self._deliver(rows[half:], dedupe)
 
     def _reject(self, rows: Sequence[Sequence[Any]], error: str) -> bool:
-        """Rows the database refuses (bad data) are kept aside, never retried forever or lost."""
+        """A row the database refuses (bad data) is set aside, never retried forever or lost."""
         path = self.spool.directory / f"rejected-{int(time.time())}.jsonl"
-        with open(path, "a") as fh:
-            fh.write(json.dumps({"error": error, "rows": self._jsonable(rows)}, default=str) + "\n")
+        record = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "writer": self.name,
+            "table": self.table,
+            "error": error,
+            "columns": self.columns,
+            "rows": self._jsonable(rows),
+        }
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, default=str) + "\n")
         log.error(
-            "write path %s: %d rows rejected (%s); kept in %s",
+            "write path %s: %d row(s) refused by the database (%s); set aside in %s",
             self.name,
             len(rows),
             error.splitlines()[0],
             path,
         )
         ROWS.labels(self.name, "rejected").inc(len(rows))
+        REJECTED.labels(self.table, self.name).inc(len(rows))
         return True
 
     def _lost_connection(self, exc: BaseException) -> None:
@@ -302,6 +375,7 @@ class WritePath:
         return self._conn
 
     def _prepare(self, rows: list[Sequence[Any]]) -> list[Sequence[Any]]:
+        """JSON columns as JSON text ``jsonb`` accepts (dicts and lists are serialised here)."""
         idx = self._json_idx
         if not idx:
             return rows
@@ -310,9 +384,34 @@ class WritePath:
             row = list(row)
             for i in idx:
                 if not isinstance(row[i], str):
-                    row[i] = json.dumps(row[i])
+                    row[i] = json_text(row[i])
             out.append(row)
         return out
+
+    def _storable(self, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
+        """The last line of defence: no NUL or lone surrogate in text, no NaN in JSON text."""
+        json_idx = set(self._json_idx)
+        out: list[Sequence[Any]] | None = None
+        for n, row in enumerate(rows):
+            fixed: list[Any] | None = None
+            for i, value in enumerate(row):
+                if type(value) is not str:
+                    continue
+                if i in json_idx:
+                    clean = clean_json_text(value)
+                elif value.isascii() and "\x00" not in value:
+                    continue
+                else:
+                    clean = clean_text(value)
+                if clean is not value:
+                    if fixed is None:
+                        fixed = list(row)
+                    fixed[i] = clean
+            if fixed is not None:
+                if out is None:
+                    out = list(rows)
+                out[n] = fixed
+        return rows if out is None else out
 
     def _jsonable(self, rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
         return [list(r) for r in self._prepare(list(rows))]

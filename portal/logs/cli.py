@@ -1,17 +1,19 @@
 """``portal logs``: every matching line, oldest first, as plain text or JSON lines.
 
 Output is streamed (no cap, bounded memory) and written in large chunks; a closed pipe
-(``| head``) ends the command quietly.
+(``| head``) ends the command quietly. ``--rejected`` prints the log lines the database refused
+(set aside by the write path) with the error, instead of stored lines.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 
@@ -71,6 +73,52 @@ def write_following(lines: Iterator[str]) -> None:
         os.dup2(devnull, sys.stdout.fileno())
 
 
+def rejected_lines(cfg: settings.Settings, fmt: str) -> Iterator[str]:
+    """Set-aside log lines, one per line: the row as ``portal logs`` prints it, then the error.
+
+    Text: ``<row in text format>\t<error>``; jsonl: the row's fields plus ``error``,
+    ``rejected_at``, ``writer`` and ``file``. Rows of other tables are skipped.
+    """
+    from portal.db.writer import rejected_records
+    from portal.logs.store import COLUMNS
+
+    fmt_line = formatter(fmt)
+    for rec in rejected_records(cfg.spool_dir):
+        if rec["table"] not in (None, "log_lines"):
+            continue
+        columns = rec["columns"] or COLUMNS
+        error = " ".join(str(rec.get("error", "")).split())
+        for row in rec.get("rows") or []:
+            fields: dict[str, Any] = dict(zip(columns, row, strict=False))
+            if fmt == "jsonl":
+                extra = {"rejected_at": rec["time"], "writer": rec["writer"], "file": rec["file"]}
+                yield json.dumps({**fields, "error": error, **extra}, default=str) + "\n"
+                continue
+            yield fmt_line(_record(fields)).rstrip("\n") + f"\t{error}\n"
+
+
+def _record(fields: dict[str, Any]) -> Record:
+    """A set-aside row as a Record, whatever its values (they were refused for a reason)."""
+    ts = str(fields.get("time"))
+    try:
+        when = datetime.fromisoformat(ts)
+        when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+        ts = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        pass
+    seq = fields.get("seq")
+    return Record(
+        ts,
+        str(fields.get("host", "")),
+        str(fields.get("component", "")),
+        str(fields.get("level", "")),
+        str(fields.get("message", "")),
+        str(fields.get("labels", "{}")),
+        str(fields.get("source")),
+        seq if isinstance(seq, int) else None,
+    )
+
+
 @click.command("logs")
 @click.argument("selector", required=False)
 @click.option("--host", "hosts", multiple=True, help="Host name or glob (cn0*); repeatable.")
@@ -90,6 +138,12 @@ def write_following(lines: Iterator[str]) -> None:
     show_default=True,
     help="Query the PostgreSQL log store or Loki (PORTAL_LOKI_URL).",
 )
+@click.option(
+    "--rejected",
+    is_flag=True,
+    help="Print the lines the database refused (set aside by the write path), each with the "
+    "error, instead of stored lines.",
+)
 def logs(
     selector: str | None,
     hosts: tuple[str, ...],
@@ -103,12 +157,16 @@ def logs(
     follow: bool,
     limit: int | None,
     source: str,
+    rejected: bool,
 ) -> None:
     """Print stored log lines, oldest first: `<time> <host> <component> <LEVEL> <message>`.
 
     SELECTOR is optional LogQL-style, e.g. '{host="cn07",component=~"l1.*"} |= "dropped"'.
     """
     cfg = settings.get()
+    if rejected:
+        write_lines(rejected_lines(cfg, fmt))
+        return
     q = build_query(selector, hosts, components, level, since, until, grep, ignore_case, limit)
     if follow and source == "loki":
         raise PortalError("--follow works with the PostgreSQL store only (--source db)")
