@@ -2,6 +2,15 @@
 
 Parsing is deterministic (same bytes, same result) because the shipper's idempotency key
 includes the time: a line re-read after a crash must map to the same row.
+
+Every result is storable (``portal.db.storable``): NUL and lone surrogates (``"\\ud800"`` in
+JSON or logfmt escapes) become U+FFFD, NaN/Infinity in JSON values become the strings ``"NaN"``,
+``"Infinity"``, ``"-Infinity"``, and oversize fields are cut with a visible
+``...[truncated N chars]`` marker: the message at ``MAX_MESSAGE_CHARS``, each label key at
+``MAX_LABEL_KEY_CHARS``, each label value at ``MAX_LABEL_VALUE_CHARS`` (a nested value as its
+JSON text), and labels beyond ``MAX_LABELS_CHARS`` of JSON in total are dropped, counted in a
+``_truncated`` label. A ``host``/``component`` label (the shipper's row key) is cut at
+``MAX_NAME_CHARS`` (the shipper cuts any other value it stores there too).
 """
 
 from __future__ import annotations
@@ -11,6 +20,14 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from portal.db.storable import clean_text, clean_value, truncate
+
+MAX_MESSAGE_CHARS = 65536
+MAX_LABEL_KEY_CHARS = 256
+MAX_LABEL_VALUE_CHARS = 4096
+MAX_LABELS_CHARS = 16384  # the labels' JSON text, in total
+MAX_NAME_CHARS = 256  # host and component: indexed columns, a B-tree entry must stay small
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _ALIASES = {
@@ -47,6 +64,9 @@ _ISO = re.compile(
 _ISO_TEXT = re.compile(r"\[?" + _ISO.pattern + r"\]?")
 _LEVEL_ALT = "|".join(sorted(_ALIASES, key=len, reverse=True))
 _LEVEL_WORD = re.compile(r"\[?\b(" + _LEVEL_ALT + r")\b\]?:?")
+# what json.loads may turn into a value PostgreSQL refuses: NaN/Infinity, escapes of NUL and
+# of surrogates
+_DECODED_SUSPECT = re.compile(r"NaN|Infinity|\\u0000|\\u[dD][89a-fA-F]")
 _LOGFMT = re.compile(r'([A-Za-z_@][\w.@-]*)=("(?:[^"\\]|\\.)*"|\S*)')
 
 
@@ -108,21 +128,58 @@ def _from_match(match: re.Match[str]) -> datetime | None:
 
 def parse_line(line: str) -> Parsed:
     """Pick the format by shape: ``{`` starts JSON, ``key=value`` pairs are logfmt, else text."""
-    if "\x00" in line:  # PostgreSQL text cannot hold NUL: one such byte would sink a batch
-        line = line.replace("\x00", "\ufffd")
+    line = clean_text(line)  # PostgreSQL text cannot hold NUL or lone surrogates
+    parsed = _parse(line)
+    # escapes (\u0000, \ud800) and NaN decode to what PostgreSQL refuses; fields may be huge
+    parsed.message = truncate(clean_text(parsed.message), MAX_MESSAGE_CHARS)
+    if parsed.labels:
+        if _DECODED_SUSPECT.search(line):
+            parsed.labels = clean_value(parsed.labels)
+        for name in ("host", "component"):  # the shipper's row key: indexed, kept short
+            value = parsed.labels.get(name)
+            if isinstance(value, str) and len(value) > MAX_NAME_CHARS:
+                parsed.labels[name] = truncate(value, MAX_NAME_CHARS)
+        if len(line) > MAX_LABEL_VALUE_CHARS // 2 or any(
+            len(k) > MAX_LABEL_KEY_CHARS for k in parsed.labels
+        ):  # a shorter line's labels are within every limit, even re-encoded
+            parsed.labels = limit_labels(parsed.labels)
+    return parsed
+
+
+def _parse(line: str) -> Parsed:
     stripped = line.strip()
     if stripped.startswith("{"):
         parsed = _parse_json(stripped)
         if parsed is not None:
-            if "\\u0000" in stripped:  # a JSON-escaped NUL decodes to one
-                parsed.message = parsed.message.replace("\x00", "\ufffd")
-                parsed.labels = json.loads(json.dumps(parsed.labels).replace("\\u0000", "\ufffd"))
             return parsed
     if "=" in stripped:
         parsed = _parse_logfmt(stripped)
         if parsed is not None:
             return parsed
     return _parse_text(line.rstrip("\r\n"))
+
+
+def limit_labels(labels: dict[str, Any]) -> dict[str, Any]:
+    """Labels cut to the limits: long keys and values marked as truncated, excess keys dropped."""
+    out: dict[str, Any] = {}
+    size, dropped = 2, 0
+    for key, value in labels.items():
+        key = truncate(key, MAX_LABEL_KEY_CHARS)
+        if isinstance(value, str):
+            value = truncate(value, MAX_LABEL_VALUE_CHARS)
+        elif isinstance(value, dict | list):
+            text = json.dumps(value, ensure_ascii=False)
+            if len(text) > MAX_LABEL_VALUE_CHARS:
+                value = truncate(text, MAX_LABEL_VALUE_CHARS)
+        cost = len(json.dumps({key: value}, ensure_ascii=False))
+        if size + cost > MAX_LABELS_CHARS or dropped:
+            dropped += 1
+            continue
+        out[key] = value
+        size += cost
+    if dropped:
+        out["_truncated"] = f"{dropped} more labels dropped"
+    return out
 
 
 def _pick(obj: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, Any]:

@@ -28,9 +28,10 @@ from typing import IO, Any
 
 import click
 
-from collectors.logparse import parse_line
+from collectors.logparse import MAX_NAME_CHARS, parse_line
 from portal import settings
 from portal.auth.roles import requires
+from portal.db.storable import truncate
 from portal.errors import PortalError, SettingsError
 from portal.logs.loki import Entry, LokiClient, to_ns
 from portal.logs.store import log_writer
@@ -262,8 +263,8 @@ class Shipper:
         labels = parsed.labels
         host, component = self.host, entry.component
         if labels:
-            host = str(labels.pop("host", None) or host)
-            component = str(labels.pop("component", None) or component)
+            host = truncate(str(labels.pop("host", None) or host), MAX_NAME_CHARS)
+            component = truncate(str(labels.pop("component", None) or component), MAX_NAME_CHARS)
         if labels:
             labels_json = json.dumps({**labels, "file": entry.path})
         else:  # the common case: one JSON text per file, built once
