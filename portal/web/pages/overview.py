@@ -67,7 +67,7 @@ def layout(time_range: ql.TimeRange, **params: Any) -> html.Div:
     rate = ql.guard(lambda: ui.human_bytes(_scalar(L1_RATE), per_second=True))
     tiles = [
         ui.tile("Hosts", ql.guard(_hosts), "/hosts", "obs-host", "tile-hosts"),
-        ui.tile("Alerts", ql.guard(_alerts), "/events?topic=alert", "obs-overview", "tile-alerts"),
+        ui.tile("Alerts", ql.guard(_alerts), "/alerts", "obs-overview", "tile-alerts"),
         ui.tile("L1 data rate", rate, "/components", "obs-realtime", "tile-l1-rate"),
         ui.tile("Batch backlog", ql.guard(_backlog), "/components", "obs-batch", "tile-backlog"),
         ui.tile("Storage", ql.guard(_storage), "/hosts", "obs-storage", "tile-storage"),
