@@ -185,9 +185,10 @@ class Settings:
         "Loki push/query API; empty disables Loki (logs stay in PostgreSQL only).",
     )
     grafana_url: str = _setting(
-        "http://127.0.0.1:3000",
-        _url(("http", "https")),
-        "Grafana, for links from portal tiles to dashboards.",
+        "",
+        _url(("http", "https"), optional=True),
+        "Grafana, for links from portal tiles to dashboards; empty: no links. Links show only "
+        "while it answers (`/api/health`, checked at most once a minute).",
     )
     web_bind: str = _setting("127.0.0.1:8050", _bind, "Address the portal's gunicorn listens on.")
     web_workers: int = _setting("2", _int(1, 64), "gunicorn worker processes for the portal.")

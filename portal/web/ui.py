@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +11,29 @@ import pandas as pd
 from dash import dcc, html
 
 from portal import routes
+from portal.readiness import http_ready
+
+GRAFANA_CHECK_S = 60.0  # how long an answer about Grafana's health is reused
+_grafana_checked: dict[str, tuple[float, bool]] = {}  # url -> (monotonic time, ready)
+_grafana_lock = threading.Lock()
+
+
+def grafana_ready(url: str) -> bool:
+    """True when Grafana at ``url`` answers ``/api/health``; asked at most once a minute."""
+    with _grafana_lock:
+        checked = _grafana_checked.get(url)
+        if checked is not None and time.monotonic() - checked[0] < GRAFANA_CHECK_S:
+            return checked[1]
+    ready = http_ready(url, "/api/health", timeout=1.0)
+    with _grafana_lock:
+        _grafana_checked[url] = (time.monotonic(), ready)
+    return ready
+
+
+def grafana_base() -> str | None:
+    """``PORTAL_GRAFANA_URL`` when it is set and Grafana answers, else None (no links)."""
+    url = routes.settings().grafana_url
+    return url if url and grafana_ready(url) else None
 
 
 def grafana_link(uid: str) -> str:
@@ -17,18 +42,17 @@ def grafana_link(uid: str) -> str:
 
 
 def tile(title: str, value: Any, href: str, grafana_uid: str, tile_id: str) -> html.Div:
-    """One overview number with links to its detail page and its Grafana dashboard."""
+    """One overview number with links to its detail page and, when Grafana is configured and
+    answers, its Grafana dashboard."""
+    links: list[Any] = [dcc.Link("details", href=href)]
+    base = grafana_base()
+    if base is not None:
+        links.append(html.A("Grafana", href=f"{base}/d/{grafana_uid}", target="_blank"))
     return html.Div(
         [
             html.Div(title, className="portal-tile-title"),
             html.Div(value, className="portal-tile-value", id=tile_id),
-            html.Div(
-                [
-                    dcc.Link("details", href=href),
-                    html.A("Grafana", href=grafana_link(grafana_uid), target="_blank"),
-                ],
-                className="portal-tile-links",
-            ),
+            html.Div(links, className="portal-tile-links"),
         ],
         className="portal-tile",
     )
