@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from portal.db import engine as db_engine
-from portal.db import migrate
+from portal.db import migrate, timeseries
 from portal.grafana import harness, kit, provisioning, sample_data
 from portal.metrics.client import Prometheus
 from portal.settings import Settings
@@ -257,3 +257,38 @@ def test_grafana_check_cli_against_configured_backends(loaded: Loaded) -> None:
     assert bad.returncode == 1
     assert bad.stderr.strip().startswith("error: no dashboard nope")
     assert "Traceback" not in bad.stderr
+
+
+def test_datasource_flag_and_harness_follow_the_database(
+    loaded: Loaded, cfg: Settings, tmp_path: Path
+) -> None:
+    """The datasource Grafana gets and the harness's macro expansion agree with the database."""
+    with db_engine.get_engine(loaded.database_url).connect() as conn:
+        offers = timeseries.installed_backend(conn) == "timescaledb"
+    assert provisioning.timescaledb_for(loaded.database_url) is offers
+    env = {"PORTAL_DATABASE_URL": loaded.database_url}
+    out = run_portal("grafana", "export", str(tmp_path / "gp"), env=env, check=True).stdout
+    assert f"timescaledb={str(offers).lower()}" in out
+    doc = yaml.safe_load((tmp_path / "gp" / "datasources" / "obsportal.yaml").read_text())
+    (pg,) = [d for d in doc["datasources"] if d["uid"] == kit.POSTGRES.uid]
+    assert pg["jsonData"]["timescaledb"] is offers
+    shipped = yaml.safe_load((ROOT / "datasources" / "obsportal.yaml").read_text())
+    (pg,) = [d for d in shipped["datasources"] if d["uid"] == kit.POSTGRES.uid]
+    assert pg["jsonData"]["timescaledb"] is provisioning.SHIPPED_TIMESCALEDB  # documented default
+    runner = harness.Runner(
+        Prometheus(loaded.prom_url), loaded.database_url, loaded.start, loaded.end, 10.0
+    )
+    try:
+        assert runner.timescaledb is offers
+    finally:
+        runner.close()
+    report = harness.run_dashboards(
+        {"logs": _dashboards()["logs"]},
+        Prometheus(loaded.prom_url),
+        loaded.database_url,
+        loaded.start,
+        loaded.end,
+    )
+    grouped = [r for r in report.ran if "$__timeGroup" in r.target.query]
+    assert grouped and all(r.ok for r in grouped)
+    assert all(("time_bucket(" in r.expanded) is offers for r in grouped)

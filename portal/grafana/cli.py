@@ -45,12 +45,17 @@ def build(check: bool) -> None:
 @grafana.command("export")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 def export(folder: Path) -> None:
-    """Write a provisioning folder with every plugin's dashboards, for Grafana to mount."""
+    """Write a provisioning folder with every plugin's dashboards, for Grafana to mount.
+
+    The PostgreSQL datasource's timescaledb flag is the configured database's.
+    """
     from portal.grafana import provisioning
 
-    dashboards = provisioning.registered(settings.get())
-    changed = provisioning.write(folder, dashboards)
-    click.echo(f"{folder}: {len(dashboards)} dashboards, {len(changed)} file(s) changed")
+    count, changed, flag = provisioning.export(settings.get(), folder)
+    click.echo(
+        f"{folder}: {count} dashboards, {len(changed)} file(s) changed "
+        f"(PostgreSQL datasource: timescaledb={'true' if flag else 'false'})"
+    )
 
 
 @grafana.command("check")

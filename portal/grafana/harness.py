@@ -1,8 +1,10 @@
 """Every panel target of every provisioned dashboard, run against the real backends.
 
 PromQL goes through Prometheus's ``query_range`` (``portal.metrics.client``), SQL through
-PostgreSQL after ``macros`` expands it the way Grafana does. A target passes when it parses and
-returns at least one series or row. LogQL targets are reported as skipped: no Loki runs here.
+PostgreSQL after ``macros`` expands it the way Grafana does, with the ``timescaledb`` flag the
+datasource gets for that database (``provisioning.timescaledb_for``). A target passes when it
+parses and returns at least one series or row. LogQL targets are reported as skipped: no Loki
+runs here.
 """
 
 from __future__ import annotations
@@ -129,10 +131,8 @@ class Runner:
         self.conn = connect_raw(database_url)
         self.conn.execute("SET default_transaction_read_only = on")
         self.conn.execute("SET statement_timeout = '60s'")
-        row = self.conn.execute(
-            "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'"
-        ).fetchone()
-        self.timescaledb = bool(row and row[0])
+        #: as in the datasource ``portal grafana export`` writes for this database
+        self.timescaledb = provisioning.timescaledb_for(database_url)
 
     def close(self) -> None:
         self.conn.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from portal import plugins
-from portal.errors import PortalError
+from portal.errors import DatabaseUnavailable, PortalError
 from portal.grafana import uids
 from portal.resources import shipped
 from portal.settings import Settings
@@ -37,8 +37,36 @@ ENV_VARS = (
 )
 
 
-def datasources(timescaledb: bool = True) -> dict:
-    """The four datasources; ``timescaledb`` matches the docker stack's TimescaleDB image."""
+#: The flag in the committed grafana-provisioning/: docker/compose.yaml runs TimescaleDB.
+SHIPPED_TIMESCALEDB = True
+
+
+def timescaledb_for(database_url: str) -> bool:
+    """True when the database's time-series tables use TimescaleDB (``time_bucket`` exists).
+
+    A migrated database answers with the engine its schema uses; one not migrated yet with the
+    engine the migrations will pick (``portal.db.timeseries``).
+    """
+    import sqlalchemy as sa
+    import sqlalchemy.exc
+
+    from portal.db import timeseries
+    from portal.db.engine import describe_unreachable, get_engine
+
+    try:
+        with get_engine(database_url).connect() as conn:
+            backend = timeseries.installed_backend(conn)
+            if backend == "plain":
+                migrated = conn.execute(sa.text("SELECT to_regclass('public.log_lines')")).scalar()
+                if migrated is None:
+                    backend = timeseries.available_backend(conn)
+    except sqlalchemy.exc.OperationalError as exc:
+        raise DatabaseUnavailable(describe_unreachable(database_url, exc.orig or exc)) from None
+    return backend == "timescaledb"
+
+
+def datasources(timescaledb: bool = SHIPPED_TIMESCALEDB) -> dict:
+    """The four datasources; ``timescaledb`` must match the database Grafana reads."""
     return {
         "apiVersion": 1,
         "datasources": [
@@ -150,10 +178,12 @@ def _yaml(data: dict) -> str:
     return HEADER + yaml.safe_dump(data, sort_keys=False)
 
 
-def render_all(dashboards: dict[str, dict]) -> dict[str, str]:
+def render_all(
+    dashboards: dict[str, dict], timescaledb: bool = SHIPPED_TIMESCALEDB
+) -> dict[str, str]:
     """Relative path under the provisioning folder -> file content."""
     files = {
-        "datasources/obsportal.yaml": _yaml(datasources()),
+        "datasources/obsportal.yaml": _yaml(datasources(timescaledb)),
         "dashboards/obsportal.yaml": _yaml(dashboard_provider()),
         "alerting/obsportal.yaml": _yaml(alerting()),
     }
@@ -183,9 +213,13 @@ def registered(cfg: Settings) -> dict[str, dict]:
     return out
 
 
-def stale(root: Path = ROOT, dashboards: dict[str, dict] | None = None) -> list[str]:
+def stale(
+    root: Path = ROOT,
+    dashboards: dict[str, dict] | None = None,
+    timescaledb: bool = SHIPPED_TIMESCALEDB,
+) -> list[str]:
     """Files that differ from what the sources generate (or are missing, or left over)."""
-    want = render_all(generated() if dashboards is None else dashboards)
+    want = render_all(generated() if dashboards is None else dashboards, timescaledb)
     out = [rel for rel, text in want.items() if _read(root / rel) != text]
     for path in sorted(root.glob("dashboards/*.json")):
         rel = path.relative_to(root).as_posix()
@@ -194,11 +228,15 @@ def stale(root: Path = ROOT, dashboards: dict[str, dict] | None = None) -> list[
     return sorted(out)
 
 
-def write(root: Path = ROOT, dashboards: dict[str, dict] | None = None) -> list[str]:
+def write(
+    root: Path = ROOT,
+    dashboards: dict[str, dict] | None = None,
+    timescaledb: bool = SHIPPED_TIMESCALEDB,
+) -> list[str]:
     """Regenerate the folder; returns the files that changed (stale generated JSON removed)."""
     dashboards = generated() if dashboards is None else dashboards
-    changed = stale(root, dashboards)
-    want = render_all(dashboards)
+    changed = stale(root, dashboards, timescaledb)
+    want = render_all(dashboards, timescaledb)
     for rel in changed:
         path = root / rel
         if rel in want:
@@ -214,6 +252,17 @@ def _read(path: Path) -> str | None:
         return path.read_text()
     except FileNotFoundError:
         return None
+
+
+def export(cfg: Settings, root: Path) -> tuple[int, list[str], bool]:
+    """A provisioning folder for Grafana over the configured database: every plugin's
+    dashboards and the datasources with that database's ``timescaledb`` flag.
+
+    Returns the number of dashboards, the files that changed and the flag.
+    """
+    flag = timescaledb_for(cfg.database_url)
+    dashboards = registered(cfg)
+    return len(dashboards), write(root, dashboards, flag), flag
 
 
 def load_dashboards(root: Path = ROOT) -> dict[str, dict]:
