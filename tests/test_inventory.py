@@ -28,13 +28,17 @@ def test_hosts_cli_add_update_list_remove(cfg: Settings, portal_env: dict[str, s
     name = f"cn-{uuid.uuid4().hex[:6]}"
     since = events.last_id(cfg.database_url)
     out = run_portal("hosts", "add", name, "--role", "compute", "--port", "9111", check=True)
-    assert f"host {name} (compute) at 127.0.0.1:9111 is up" in out.stdout
+    # it says what it reached: nothing listens on 9111
+    assert out.stdout.strip() == (
+        f"host {name} (compute) added; its collector at 127.0.0.1:9111 does not answer yet"
+    )
     assert _targets(cfg)[name] == {
         "targets": ["127.0.0.1:9111"],
-        "labels": {"host": name, "role": "compute"},
+        "labels": {"host": name, "role": "compute", "declared_state": "up"},
     }
     # adding again updates in place (idempotent), and the targets follow
-    run_portal("hosts", "add", name, "--role", "storage", "--port", "9112", check=True)
+    out = run_portal("hosts", "add", name, "--role", "storage", "--port", "9112", check=True)
+    assert out.stdout.startswith(f"host {name} (storage) updated; ")
     listed = json.loads(run_portal("hosts", "list", "--json", check=True).stdout)
     mine = [h for h in listed if h["name"] == name]
     assert len(mine) == 1 and mine[0]["role"] == "storage" and mine[0]["collector_port"] == 9112
@@ -55,6 +59,10 @@ def test_hosts_cli_add_update_list_remove(cfg: Settings, portal_env: dict[str, s
     assert comps[name]["labels"] == {"host": name, "component": "l1"}
     assert comps[name]["targets"] == ["127.0.0.1:9300"]
 
+    # a declared state survives re-registration without one (the demo, a collector)
+    run_portal("hosts", "state", name, "maintenance", check=True)
+    assert inventory.add_host(cfg, name, role="storage", collector_port=9113).state == "maintenance"
+    assert _targets(cfg)[name]["labels"]["declared_state"] == "maintenance"
     run_portal("hosts", "state", name, "retired", check=True)
     assert name not in _targets(cfg)  # retired hosts are no longer scraped
     run_portal("hosts", "remove", name, check=True)
@@ -66,6 +74,8 @@ def test_hosts_cli_add_update_list_remove(cfg: Settings, portal_env: dict[str, s
         "inventory.host_added",
         "inventory.host_added",
         "inventory.component_added",
+        "inventory.host_state",
+        "inventory.host_added",
         "inventory.host_state",
         "inventory.host_removed",
     ]

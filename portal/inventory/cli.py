@@ -10,6 +10,7 @@ import click
 from portal import settings
 from portal.auth.roles import requires
 from portal.errors import PortalError
+from portal.inventory import liveness
 from portal.inventory import registry as inventory
 
 
@@ -31,15 +32,27 @@ def hosts() -> None:
 @hosts.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_cmd(as_json: bool) -> None:
-    """Every host with its role, collector address and state."""
-    rows = inventory.list_hosts(settings.get())
+    """Every host with its role, collector address and state (up, down, maintenance, ...).
+
+    The state is the declared one (maintenance, retired) or else whether the host's collector
+    answers Prometheus; without Prometheus, how old the host's newest stored sample is.
+    """
+    cfg = settings.get()
+    found = liveness.host_states(cfg)
+    if found.problem is not None:
+        click.echo(f"warning: {found.problem}; states from the database's last samples", err=True)
     if as_json:
-        click.echo(json.dumps([asdict(h) for h in rows], indent=1))
+        rows = []
+        for h in found.hosts:
+            row = asdict(h)
+            row["last_seen"] = h.last_seen.isoformat() if h.last_seen else None
+            rows.append({**row, "source": found.source})
+        click.echo(json.dumps(rows, indent=1))
         return
-    click.echo(f"{'HOST':16} {'ROLE':10} {'COLLECTOR':24} STATE")
-    for h in rows:
+    click.echo(f"{'HOST':16} {'ROLE':10} {'COLLECTOR':24} {'STATE':12} DECLARED")
+    for h in found.hosts:
         where = f"{h.address}:{h.collector_port}"
-        click.echo(f"{h.name:16} {h.role:10} {where:24} {h.state}")
+        click.echo(f"{h.name:16} {h.role:10} {where:24} {h.state:12} {h.declared}")
 
 
 @requires("operator")
@@ -48,16 +61,33 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--role", default="compute", show_default=True, help="compute, storage, head, ...")
 @click.option("--address", default="127.0.0.1", show_default=True, help="Where to scrape it.")
 @click.option("--port", type=int, default=None, help="Collector port [PORTAL_COLLECTOR_PORT].")
-@click.option("--state", type=click.Choice(inventory.STATES), default="up", show_default=True)
+@click.option(
+    "--state",
+    type=click.Choice(inventory.STATES),
+    default=None,
+    help="Declared state [up for a new host; an existing host keeps its own].",
+)
 @click.option("--label", "labels", multiple=True, help="key=value; repeatable.")
 def add_cmd(
-    name: str, role: str, address: str, port: int | None, state: str, labels: tuple[str, ...]
+    name: str,
+    role: str,
+    address: str,
+    port: int | None,
+    state: str | None,
+    labels: tuple[str, ...],
 ) -> None:
-    """Add (or update) host NAME; Prometheus starts scraping it within seconds."""
-    h = inventory.add_host(
-        settings.get(), name, role, address, port, labels=_labels(labels), state=state
-    )
-    click.echo(f"host {h.name} ({h.role}) at {h.address}:{h.collector_port} is {h.state}")
+    """Add (or update) host NAME; Prometheus starts scraping it within seconds.
+
+    Says what it reached: whether the collector at the address answers right now.
+    """
+    cfg = settings.get()
+    existed = inventory.get_host(cfg, name) is not None
+    h = inventory.add_host(cfg, name, role, address, port, labels=_labels(labels), state=state)
+    where = f"{h.address}:{h.collector_port}"
+    answers = liveness.collector_answers(h.address, h.collector_port)
+    reach = f"its collector at {where} " + ("answers" if answers else "does not answer yet")
+    declared = "" if h.state == "up" else f" (declared {h.state})"
+    click.echo(f"host {h.name} ({h.role}) {'updated' if existed else 'added'}{declared}; {reach}")
 
 
 @requires("operator")
@@ -74,7 +104,11 @@ def remove_cmd(name: str) -> None:
 @click.argument("name")
 @click.argument("state", type=click.Choice(inventory.STATES))
 def state_cmd(name: str, state: str) -> None:
-    """Set host NAME's state (retired hosts are no longer scraped)."""
+    """Declare host NAME's state (retired hosts are no longer scraped).
+
+    A declared state stays until an operator changes it: the demo and a host collector
+    registering themselves again never reset it.
+    """
     inventory.set_host_state(settings.get(), name, state)
     click.echo(f"host {name} is {state}")
 

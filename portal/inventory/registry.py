@@ -71,32 +71,38 @@ def add_host(
     address: str = "127.0.0.1",
     collector_port: int | None = None,
     labels: dict[str, Any] | None = None,
-    state: str = "up",
+    state: str | None = None,
 ) -> Host:
-    """Add a host, or update it when it exists (idempotent)."""
+    """Add a host, or update it when it exists (idempotent).
+
+    ``state`` None (what the demo and a collector registering itself pass) keeps the state an
+    operator declared on an existing host, and is ``up`` for a new one: re-registration never
+    takes a host out of maintenance.
+    """
     _check_name("host", name)
     _check_name("role", role)
     if not address or any(c.isspace() for c in address) or ":" in address:
         raise PortalError(f"address {address!r} is invalid: give a host name or IPv4 address")
     port = cfg.collector_port if collector_port is None else collector_port
     _check_port("collector port", port)
-    if state not in STATES:
+    if state is not None and state not in STATES:
         raise PortalError(f"state {state!r} is not one of {', '.join(STATES)}")
     values = {
         "name": name,
         "role": role,
         "address": address,
         "collector_port": port,
-        "state": state,
+        "state": state or "up",
         "labels": labels or {},
     }
-    stmt = insert(hosts).values(**values)
-    update = {k: stmt.excluded[k] for k in values if k != "name"}
-    stmt = stmt.on_conflict_do_update(
+    new = insert(hosts).values(**values)
+    keep = ("name",) if state is not None else ("name", "state")
+    update = {k: new.excluded[k] for k in values if k not in keep}
+    stmt = new.on_conflict_do_update(
         index_elements=["name"], set_={**update, "updated_at": sa.func.now()}
-    )
+    ).returning(hosts.c.state)
     with get_engine(cfg.database_url).begin() as conn:
-        conn.execute(stmt)
+        values["state"] = conn.execute(stmt).scalar_one()
     _changed(cfg, "inventory.host_added", {k: v for k, v in values.items() if k != "labels"})
     return Host(**values)  # type: ignore[arg-type]
 

@@ -24,9 +24,15 @@ UNSCRAPED_STATES = ("retired",)
 
 
 def host_targets(url: str) -> list[dict[str, Any]]:
-    """One file_sd group per host collector, labelled with the inventory's host and role."""
+    """One file_sd group per host collector, labelled with the inventory's host, role and state.
+
+    ``declared_state`` lets PromQL combine liveness with maintenance (``liveness.py``); like
+    ``role`` and ``instance`` it stays on ``up`` and is dropped from the scraped samples.
+    """
     query = (
-        sa.select(hosts.c.name, hosts.c.role, hosts.c.address, hosts.c.collector_port)
+        sa.select(
+            hosts.c.name, hosts.c.role, hosts.c.address, hosts.c.collector_port, hosts.c.state
+        )
         .where(hosts.c.state.notin_(UNSCRAPED_STATES))
         .order_by(hosts.c.name)
     )
@@ -34,7 +40,7 @@ def host_targets(url: str) -> list[dict[str, Any]]:
         return [
             {
                 "targets": [f"{r.address}:{r.collector_port}"],
-                "labels": {"host": r.name, "role": r.role},
+                "labels": {"host": r.name, "role": r.role, "declared_state": r.state},
             }
             for r in conn.execute(query)
         ]

@@ -54,8 +54,16 @@ def prometheus_config(cfg: Settings, scrape_interval: str = "10s") -> dict:
             },
             {"job_name": "portal", "static_configs": [{"targets": [hostport(cfg.web_url)]}]},
             {
+                # the samples keep the labels they were exposed with (no exported_host) and lose
+                # the target's instance, role and declared_state: one series per host and metric,
+                # the same label set the backfill writes (portal/demo/backfill.py), whatever the
+                # collector's port or the host's role and state; `up` keeps all target labels
                 "job_name": "collectors",
+                "honor_labels": True,
                 "file_sd_configs": [{"files": [str(targets / "*.json")], "refresh_interval": "5s"}],
+                "metric_relabel_configs": [
+                    {"action": "labeldrop", "regex": "instance|role|declared_state"}
+                ],
             },
         ],
     }

@@ -58,15 +58,57 @@ def tile(title: str, value: Any, href: str, grafana_uid: str, tile_id: str) -> h
     )
 
 
+BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def binary_unit(n: float) -> tuple[float, str]:
+    """The binary unit (divisor, name) that shows ``n`` bytes as 1 to 1023.9: KiB, MiB, ..."""
+    i = 0
+    while i < len(BINARY_UNITS) - 1 and abs(n) >= 1024 ** (i + 1):
+        i += 1
+    return float(1024**i), BINARY_UNITS[i]
+
+
 def human_bytes(n: float | None, per_second: bool = False) -> str:
+    """``n`` bytes in binary units (KiB = 1024 B, MiB, GiB, ...), e.g. ``1.5 GiB/s``."""
     if n is None or pd.isna(n):
         return "–"
-    unit = "B/s" if per_second else "B"
-    for prefix in ("", "k", "M", "G", "T", "P"):
-        if abs(n) < 1000:
-            return f"{n:.1f} {prefix}{unit}"
-        n /= 1000
-    return f"{n:.1f} E{unit}"
+    divisor, unit = binary_unit(float(n))
+    return f"{n / divisor:.1f} {unit}{'/s' if per_second else ''}"
+
+
+def bytes_axis(values: pd.Series, per_second: bool = False) -> tuple[float, dict[str, Any]]:
+    """For a graph of bytes: the divisor to apply to ``values`` and the y-axis settings.
+
+    Plotly's own number format would print 3e9 bytes as "3B" (B for billion); the axis shows
+    binary units instead: divide the values by the divisor and the ticks read "2.8 GiB".
+    """
+    finite = pd.to_numeric(values, errors="coerce").abs().dropna()
+    divisor, unit = binary_unit(float(finite.max()) if not finite.empty else 0.0)
+    unit += "/s" if per_second else ""
+    return divisor, {"ticksuffix": f" {unit}", "tickformat": ",.4~r", "hoverformat": ",.2f"}
+
+
+def with_gaps(df: pd.DataFrame, step: float, by: list[str] | None = None) -> pd.DataFrame:
+    """Rows of ``time``/``value`` with a blank row wherever more than a step is missing.
+
+    Plotly draws a line straight across missing samples; with a ``None`` in each hole and
+    ``connectgaps=False`` a collector outage shows as the gap it is.
+    """
+    if df.empty:
+        return df
+    parts = []
+    groups = df.groupby(by, sort=False) if by else [((), df)]
+    for _, part in groups:
+        part = part.sort_values("time")
+        holes = part["time"].diff() > pd.Timedelta(seconds=1.5 * step)
+        if holes.any():
+            blanks = part[holes].copy()
+            blanks["time"] = blanks["time"] - pd.Timedelta(seconds=step)
+            blanks["value"] = None
+            part = pd.concat([part, blanks]).sort_values("time", kind="stable")
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def table(

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+import pandas as pd
 import plotly.graph_objects as go
 from dash import dcc, html
 
 from portal import quicklook as ql
+from portal import routes
+from portal.inventory import liveness
 from portal.metrics.client import label_value
 from portal.web import ui
 
@@ -32,16 +35,25 @@ def series_query(template: str, name: str) -> str:
 
 
 def _figure(title: str, df: Any, tr: ql.TimeRange, graph_id: str) -> dcc.Graph:
+    """One line per series (Prometheus gives one per host and metric); holes stay holes."""
     fig = go.Figure()
+    yaxis: dict[str, Any] = {}
     if not df.empty:
+        if "(bytes)" in title:
+            divisor, yaxis = ui.bytes_axis(df["value"])
+            df = df.assign(value=df["value"] / divisor)
         group = [c for c in ("component", "mount", "labels") if c in df]
-        for key, part in df.groupby(group[0]) if group else [(title, df)]:
-            fig.add_scatter(x=part["time"], y=part["value"], mode="lines", name=str(key))
+        df = ui.with_gaps(df, tr.step, group[:1])
+        for key, part in df.groupby(group[0], sort=False) if group else [(title, df)]:
+            fig.add_scatter(
+                x=part["time"], y=part["value"], mode="lines", name=str(key), connectgaps=False
+            )
     fig.update_layout(
         title=title,
         height=260,
         xaxis={"range": [tr.start, tr.end], "type": "date"},
-        margin={"l": 50, "r": 20, "t": 40, "b": 30},
+        yaxis=yaxis,
+        margin={"l": 70, "r": 20, "t": 40, "b": 30},
     )
     return dcc.Graph(figure=fig, id=graph_id)
 
@@ -53,6 +65,22 @@ def _prometheus(name: str, tr: ql.TimeRange) -> list[Any]:
         )
         for i, (title, q) in enumerate(SERIES.items())
     ]
+
+
+def _state(name: str) -> Any:
+    """The host's state, as the Overview and Hosts pages and ``portal hosts list`` say it."""
+    found = liveness.host_states(routes.settings(), only=name)
+    if not found.hosts:
+        return html.P(f"host {name!r} is not in the inventory", id="host-info")
+    h = found.hosts[0]
+    row = {"name": h.name, "role": h.role, "address": h.address, "state": h.state}
+    row["declared"] = h.declared
+    if found.source == "database":
+        row["last sample"] = h.last_seen.isoformat(timespec="seconds") if h.last_seen else "never"
+    parts = [ui.table(pd.DataFrame([row]), "host-info")]
+    if found.problem is not None:
+        parts.insert(0, ql.unavailable(found.problem))
+    return html.Div(parts)
 
 
 def _database(name: str, tr: ql.TimeRange) -> Any:
@@ -69,13 +97,7 @@ def _database(name: str, tr: ql.TimeRange) -> Any:
 
 
 def layout(time_range: ql.TimeRange, name: str = "", **params: Any) -> html.Div:
-    info = ql.guard(
-        lambda: ui.table(
-            ql.sql("SELECT name, role, address, state FROM hosts WHERE name = :n", n=name),
-            "host-info",
-            empty=f"host {name!r} is not in the inventory",
-        )
-    )
+    info = ql.guard(lambda: _state(name))
     return html.Div(
         [
             html.H3(name),

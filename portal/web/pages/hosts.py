@@ -8,6 +8,8 @@ import pandas as pd
 from dash import html
 
 from portal import quicklook as ql
+from portal import routes
+from portal.inventory import liveness
 from portal.web import ui
 
 TITLE = "Hosts"
@@ -24,11 +26,17 @@ LIVE = {
 def inventory() -> pd.DataFrame:
     """Hosts with their components, from the database."""
     return ql.sql(
-        "SELECT h.name AS host, h.role, h.state, "
+        "SELECT h.name AS host, h.role, h.state AS declared, "
         "coalesce(string_agg(c.name, ', ' ORDER BY c.name), '') AS components "
         "FROM hosts h LEFT JOIN components c ON c.host = h.name "
         "GROUP BY h.name, h.role, h.state ORDER BY h.name"
     )
+
+
+def states() -> tuple[dict[str, str], ql.PortalError | None]:
+    """Each host's state (portal/inventory/liveness.py) and why Prometheus was not its source."""
+    found = liveness.host_states(routes.settings())
+    return {h.name: h.state for h in found.hosts}, found.problem
 
 
 def live() -> pd.DataFrame:
@@ -50,16 +58,25 @@ def layout(time_range: ql.TimeRange, **params: Any) -> html.Div:
         return html.Div([ql.unavailable(err)])
     parts: list[Any] = []
     try:
-        usage = live()
+        state, problem = states()
     except ql.PortalError as err:
-        usage = pd.DataFrame(columns=list(LIVE))
-        parts.append(ql.unavailable(err))
+        state, problem = {}, err
+    if problem is not None:
+        parts.append(ql.unavailable(problem))
+        parts.append(html.P("States from each host's newest stored sample.", id="hosts-source"))
+    hosts["state"] = [state.get(h, "unknown") for h in hosts["host"]]
+    usage = pd.DataFrame(columns=list(LIVE))
+    if problem is None:
+        try:
+            usage = live()
+        except ql.PortalError as err:
+            parts.append(ql.unavailable(err))
     df = hosts.join(usage, on="host")
     for column in LIVE:
         df[column] = df.get(column, pd.Series(dtype=float)).map(
             lambda v: "–" if pd.isna(v) else f"{v:.0%}"
         )
-    df = df[["host", "role", "state", "cpu", "memory", "disk", "components"]]
+    df = df[["host", "role", "state", "declared", "cpu", "memory", "disk", "components"]]
     suffix = "?" + time_range.query()
     parts.append(
         ui.table(

@@ -8,6 +8,8 @@ import plotly.graph_objects as go
 from dash import dcc, html
 
 from portal import quicklook as ql
+from portal import routes
+from portal.inventory import liveness
 from portal.web import ui
 
 TITLE = "Overview"
@@ -17,10 +19,12 @@ ORDER = 10
 L1_RATE = "sum(rate(obs_l1_received_bytes_total[5m]))"
 
 
-def _hosts() -> str:
-    df = ql.sql("SELECT state, count(*) AS n FROM hosts GROUP BY state")
-    counts = dict(zip(df["state"], df["n"], strict=True))
-    return f"{counts.get('up', 0)} up / {counts.get('down', 0)} down"
+def _hosts() -> Any:
+    """Live: collectors that answer, declared maintenance; see portal/inventory/liveness.py."""
+    found = liveness.host_states(routes.settings())
+    if found.problem is None:
+        return found.summary()
+    return html.Span([found.summary(), ql.unavailable(found.problem)])
 
 
 def _scalar(promql: str) -> float | None:
@@ -51,11 +55,15 @@ def _events() -> Any:
 
 def _rate_graph(tr: ql.TimeRange) -> Any:
     df = ql.promql(L1_RATE, start=tr.start, end=tr.end, step=tr.step)
-    fig = go.Figure(go.Scatter(x=df["time"], y=df["value"], mode="lines", name="L1 B/s"))
+    divisor, yaxis = ui.bytes_axis(df["value"], per_second=True)
+    df = ui.with_gaps(df.assign(value=df["value"] / divisor), tr.step)
+    fig = go.Figure(
+        go.Scatter(x=df["time"], y=df["value"], mode="lines", name="L1", connectgaps=False)
+    )
     fig.update_layout(
         title=f"L1 data rate, last {tr.label}" if tr.label != "custom" else "L1 data rate",
         xaxis={"range": [tr.start, tr.end], "type": "date"},
-        yaxis={"title": "bytes/s", "rangemode": "tozero"},
+        yaxis={**yaxis, "rangemode": "tozero"},
         height=300,
         margin={"l": 50, "r": 20, "t": 40, "b": 30},
     )
