@@ -79,11 +79,16 @@ def test_demo_run_hosts_are_healthy_targets_and_rows_flow(stack: Settings) -> No
     cmd = portal_cmd("demo", "run", "--speed", "600", "--base-port", "0", "--mirror-seconds", "1",
                      *SMALL)  # fmt: skip
     started = datetime.now(UTC)
+    # an operator put st01 in maintenance before (re)starting the demo
+    inventory.add_host(stack, "st01", "storage", collector_port=1, state="maintenance")
     proc = subprocess.Popen(cmd, cwd=REPO, env=os.environ.copy(), stderr=subprocess.PIPE)
     sim_hosts = {"head01", "cn01", "cn02", "st01", "batch01"}
     try:
         names = lambda: {h.name for h in inventory.list_hosts(stack)}  # noqa: E731
         assert wait_until(lambda: sim_hosts <= names(), 60, interval=0.2)
+        st01 = lambda: inventory.get_host(stack, "st01")  # noqa: E731
+        assert wait_until(lambda: st01().collector_port != 1, 60, interval=0.2)  # re-registered
+        assert st01().state == "maintenance"  # and still in maintenance
         prom = Prometheus(stack.prometheus_url)
 
         def healthy() -> set[str]:
@@ -98,6 +103,10 @@ def test_demo_run_hosts_are_healthy_targets_and_rows_flow(stack: Settings) -> No
         assert wait_until(lambda: (prom.scalar(q) or 0) > 0, 30, interval=0.5), q
         cpu = 'obs_host_cpu_usage_ratio{host="st01", cpu="total"}'  # host-level, no component
         assert 0 <= (prom.scalar(cpu) or -1) <= 1
+        # each simulated component's process is up, as a host collector reports it
+        running = prom.query('obs_process_up{host="cn02", component="l1"}')
+        assert [float(r["value"][1]) for r in running] == [1.0]
+        assert "exported_host" not in running[0]["metric"]
 
         def rows(table: str, where: str = "TRUE") -> int:
             return _one(url, f"SELECT count(*) FROM {table} WHERE time >= %s AND {where}", started)

@@ -46,10 +46,15 @@ HELP = {
 
 
 class SimHostCollector(Collector):
-    """A simulated host's host-collector series (no component label), read from the model."""
+    """A simulated host's host-collector series (no component label), read from the model.
 
-    def __init__(self, sim: model.Sim, host: str) -> None:
-        self.sim, self.host = sim, host
+    Like a real host collector it also reports its component's process: ``obs_process_up``
+    is 1 while the simulated component runs (``process_up``; 0 when it is stopped).
+    """
+
+    def __init__(self, sim: model.Sim, host: str, component: str = "") -> None:
+        self.sim, self.host, self.component = sim, host, component
+        self.process_up = 1.0
 
     def describe(self) -> Iterator[PromMetric]:
         return iter(())
@@ -72,6 +77,19 @@ class SimHostCollector(Collector):
                 fam = families[name] = cls(name, hoststats.HELP[name], labels=["host", *labels])
             fam.add_metric([self.host, *labels.values()], value)
         yield from families.values()
+        if self.component:
+            up = GaugeMetricFamily(
+                "obs_process_up", hoststats.HELP["obs_process_up"], labels=["host", "component"]
+            )
+            up.add_metric([self.host, self.component], self.process_up)
+            yield up
+
+    def process_rows(self, now: datetime) -> list[tuple]:
+        """``obs_process_up`` as a ``metric_samples`` row, as the host collector writes it."""
+        if not self.component:
+            return []
+        return [(now, self.host, self.component, "obs_process_up", {}, self.process_up)]
+
 
 
 class Live:
@@ -101,7 +119,7 @@ class Live:
         self.host_series: list[SimHostCollector] = []
         for i, h in enumerate(hosts):
             registry = CollectorRegistry()
-            self.host_series.append(SimHostCollector(self.sim, h.name))
+            self.host_series.append(SimHostCollector(self.sim, h.name, h.component))
             registry.register(self.host_series[-1])
             tel = Telemetry(  # one shared write path for the whole demo
                 h.component,
@@ -120,7 +138,10 @@ class Live:
         return WritePath.from_settings(self.cfg, table, columns, name=name, durable=durable)
 
     def register(self, address: str = "127.0.0.1") -> None:
-        """Put every simulated host and its component in the inventory (idempotent)."""
+        """Put every simulated host and its component in the inventory (idempotent).
+
+        No state is passed: a host an operator declared in maintenance stays so.
+        """
         for h in self.sim.hosts:
             inventory.add_host(
                 self.cfg,
@@ -131,6 +152,12 @@ class Live:
                 labels={"simulated": True},
             )
             inventory.add_component(self.cfg, h.name, h.component, kind=h.kind)
+
+    def set_process_up(self, host: str, up: bool) -> None:
+        """Mark the simulated component on ``host`` as running or stopped (obs_process_up)."""
+        for hs in self.host_series:
+            if hs.host == host:
+                hs.process_up = 1.0 if up else 0.0
 
     def to_real(self, t: datetime) -> datetime:
         return self.t0 + (t - self.t0) / self.speed
@@ -191,6 +218,7 @@ class Live:
         rows = [row for tel in self.tels.values() for row in tel.rows(now)]
         for hs in self.host_series:
             rows.extend((now, hs.host, "", n, labels, v) for n, labels, v in hs.series())
+            rows.extend(hs.process_rows(now))
         self.metrics_writer.write_many(rows)
         return len(rows)
 
