@@ -156,7 +156,9 @@ def host_states(cfg: Settings, only: str | None = None) -> Liveness:
         try:
             stored = from_database(cfg.database_url, [h.name for h in hosts])
         except sa.exc.OperationalError as exc:
-            raise DatabaseUnavailable(describe_unreachable(cfg.database_url, exc.orig or exc)) from None
+            raise DatabaseUnavailable(
+                describe_unreachable(cfg.database_url, exc.orig or exc)
+            ) from None
         for h in hosts:
             state, seen = stored[h.name]
             rows.append(_row(h, combine(h.state, state), seen))
