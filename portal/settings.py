@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -122,6 +123,45 @@ def _text(name: str, raw: str) -> str:
     return raw
 
 
+def _optional_bind(name: str, raw: str) -> str:
+    return _bind(name, raw) if raw else ""
+
+
+def _flag(name: str, raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(name, f"{raw!r} is not true or false")
+
+
+def _emails(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated mail addresses (``name@domain``), empty allowed."""
+    out = tuple(p.strip() for p in raw.split(",") if p.strip())
+    for addr in out:
+        if not re.fullmatch(r"[^@\s,<>]+@[^@\s,<>]+", addr):
+            raise SettingsError(name, f"{addr!r} is not a mail address (name@domain)")
+    return out
+
+
+def _words(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated label values (severities)."""
+    out = tuple(p.strip() for p in raw.split(",") if p.strip())
+    for word in out:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", word):
+            raise SettingsError(name, f"{word!r} is not a plain word (letters, digits, _ . -)")
+    return out
+
+
+def _duration(name: str, raw: str) -> str:
+    """A Prometheus/Alertmanager duration such as ``30s``, ``5m``, ``4h``, ``1d12h``."""
+    if not raw or not re.fullmatch(r"((\d+)y)?((\d+)w)?((\d+)d)?((\d+)h)?((\d+)m)?((\d+)s)?", raw):
+        raise SettingsError(name, f"{raw!r} is not a duration like 30s, 5m, 4h or 1d")
+    if not any(c.isdigit() and c != "0" for c in raw):
+        raise SettingsError(name, f"{raw!r} must be longer than 0")
+    return raw
+
+
 def _default_host() -> str:
     return socket.gethostname().split(".")[0]
 
@@ -178,6 +218,56 @@ class Settings:
         "http://127.0.0.1:9093",
         _url(("http", "https")),
         "Alertmanager; it routes alerts to the portal's `/api/alerts` webhook.",
+    )
+    notify_smtp: str = _setting(
+        "",
+        _optional_bind,
+        "Mail server (`HOST:PORT`) Alertmanager sends alert mails through; empty: no mail.",
+    )
+    notify_email_from: str = _setting(
+        "", _text, "Sender address of alert mails (needed with `PORTAL_NOTIFY_SMTP`)."
+    )
+    notify_email_to: tuple[str, ...] = _setting(
+        "", _emails, "Comma-separated recipients of alert mails (needed with `PORTAL_NOTIFY_SMTP`)."
+    )
+    notify_smtp_user: str = _setting("", _text, "User name for SMTP authentication; empty: none.")
+    notify_smtp_password_file: Path | None = _setting(
+        "",
+        _optional_path,
+        "File holding the SMTP password (Alertmanager reads it; needed with "
+        "`PORTAL_NOTIFY_SMTP_USER`).",
+    )
+    notify_smtp_tls: bool = _setting(
+        "true", _flag, "Require STARTTLS with the mail server (`false` for a local relay)."
+    )
+    notify_email_severities: tuple[str, ...] = _setting(
+        "critical,page", _words, "Alert severities (the `severity` label) that are mailed."
+    )
+    notify_webhook_url: str = _setting(
+        "",
+        _url(("http", "https"), optional=True),
+        "Slack- or Mattermost-compatible incoming-webhook URL alerts are posted to (JSON); "
+        "empty: none.",
+    )
+    notify_webhook_severities: tuple[str, ...] = _setting(
+        "critical,page,warning",
+        _words,
+        "Alert severities posted to `PORTAL_NOTIFY_WEBHOOK_URL`.",
+    )
+    notify_group_wait: str = _setting(
+        "30s", _duration, "How long Alertmanager gathers alerts of a group before telling people."
+    )
+    notify_group_interval: str = _setting(
+        "5m", _duration, "Wait before telling people about new alerts in an already told group."
+    )
+    notify_repeat_interval: str = _setting(
+        "4h", _duration, "Repeat a notification to people while its alerts keep firing."
+    )
+    runbook_base_url: str = _setting(
+        "",
+        _url(("http", "https"), optional=True),
+        "Where the runbooks are published (an alert's runbook link is this URL plus "
+        "`#<anchor>`); empty: the portal's own `/runbooks` page.",
     )
     loki_url: str = _setting(
         "",
@@ -274,6 +364,17 @@ class Settings:
     )
     #: Settings declared by plugins (``register_settings``), by variable name.
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Checks across settings (each field is checked alone by its parser)."""
+        if self.notify_smtp and not self.notify_email_from:
+            raise SettingsError("PORTAL_NOTIFY_EMAIL_FROM", "needed when PORTAL_NOTIFY_SMTP is set")
+        if self.notify_smtp and not self.notify_email_to:
+            raise SettingsError("PORTAL_NOTIFY_EMAIL_TO", "needed when PORTAL_NOTIFY_SMTP is set")
+        if self.notify_smtp_user and self.notify_smtp_password_file is None:
+            raise SettingsError(
+                "PORTAL_NOTIFY_SMTP_PASSWORD_FILE", "needed when PORTAL_NOTIFY_SMTP_USER is set"
+            )
 
     @property
     def web_port(self) -> int:
