@@ -4,6 +4,11 @@ Brings the services up, migrates, then supervises the portal's own long-running 
 as child processes; Ctrl-C (or SIGTERM) stops them, then the services this run started.
 Components come from plugins (``register_components``). One that exits is restarted with
 back-off (unless its restart policy says otherwise), and its exit is reported.
+
+A port a component needs (``PORTAL_WEB_BIND``, ``PORTAL_COLLECTOR_PORT``) that is taken ends the
+run at once with one line, before anything starts. A backing service this stack started
+(PostgreSQL, Prometheus, Pushgateway, Alertmanager) that dies is reported on the terminal,
+published as a ``stack.crashed`` event and started again by the stack manager, with back-off.
 """
 
 from __future__ import annotations
@@ -11,10 +16,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
+import psycopg
 
 from portal import plugins
 from portal.auth import bootstrap
@@ -22,8 +30,11 @@ from portal.db import migrate
 from portal.db.tables import TIMESERIES
 from portal.errors import PortalError
 from portal.hookspecs import Component
-from portal.settings import Settings
+from portal.settings import Settings, check_port_free
 from portal.stack import manager, process
+
+CRASH_CHECK_S = 1.0  # how often the backing services' processes are checked
+STABLE_S = 600.0  # a service up this long after a restart starts its back-off afresh
 
 
 @dataclass
@@ -70,9 +81,87 @@ def _start(comp: Running, cfg: Settings) -> subprocess.Popen[bytes]:
         )
 
 
+def check_ports(cfg: Settings, specs: list[Component]) -> None:
+    """``SettingsError`` naming the setting when a port a component listens on is taken."""
+    names = {c.name for c in specs}
+    if "web" in names:
+        check_port_free("PORTAL_WEB_BIND", cfg.web_bind.rpartition(":")[0], cfg.web_port)
+    if "collector" in names:  # `portal collect host` listens on all addresses
+        check_port_free("PORTAL_COLLECTOR_PORT", "0.0.0.0", cfg.collector_port)
+
+
+def backoff(crashes: int) -> float:
+    """Seconds before the n-th restart in a row: 1, 2, 4, ... at most 30."""
+    return min(30.0, 2.0 ** min(max(crashes, 1) - 1, 5))
+
+
+class StackWatch:
+    """Notices backing services that died, reports them and restarts them through the manager."""
+
+    def __init__(self, cfg: Settings, say: Callable[[str], None]) -> None:
+        self.cfg, self.say = cfg, say
+        self.crashes: dict[str, int] = {}
+        self.due: dict[str, float] = {}  # service -> when to restart it
+        self.restarted_at: dict[str, float] = {}
+        self.unsent: list[dict[str, Any]] = []  # events waiting for the database
+        self.next_check = 0.0
+
+    def tick(self, now: float) -> None:
+        if now < self.next_check:
+            return
+        self.next_check = now + CRASH_CHECK_S
+        for crash in manager.crashed(self.cfg):
+            if crash.name in self.due:
+                continue
+            if now - self.restarted_at.get(crash.name, -STABLE_S) >= STABLE_S:
+                self.crashes[crash.name] = 0
+            self.crashes[crash.name] = n = self.crashes.get(crash.name, 0) + 1
+            delay = backoff(n)
+            self.due[crash.name] = now + delay
+            last = crash.last or "its log is empty"
+            self.say(f"{crash.name} crashed ({crash.how}): {last}; restarting in {delay:g}s")
+            self.unsent.append(
+                {
+                    "service": crash.name,
+                    "pid": crash.pid,
+                    "exit": crash.how,
+                    "last_log_line": last,
+                    "crashes_in_a_row": n,
+                    "restart_in_s": delay,
+                }
+            )
+        for name, due in sorted(self.due.items()):
+            if time.monotonic() < due:
+                continue
+            try:
+                manager.restart(self.cfg, name, on_progress=self.say)
+            except PortalError as exc:
+                self.crashes[name] += 1
+                delay = backoff(self.crashes[name])
+                self.due[name] = time.monotonic() + delay
+                self.say(f"{name} did not start again: {exc}; retrying in {delay:g}s")
+                continue
+            del self.due[name]
+            self.restarted_at[name] = time.monotonic()
+        self.publish()
+
+    def publish(self) -> None:
+        """Send the crash events; while the database is away (maybe the crashed one) keep them."""
+        from portal.events import bus
+
+        while self.unsent:
+            try:
+                bus.publish(self.cfg.database_url, "stack.crashed", self.unsent[0], "portal run")
+            except (PortalError, psycopg.Error):
+                return
+            self.unsent.pop(0)
+
+
 def main(cfg: Settings, demo: bool = True) -> None:
     say = lambda m: click.echo(f"[portal run] {m}", err=True)  # noqa: E731
     stopping = False
+    specs = components(cfg, demo)
+    check_ports(cfg, specs)  # before anything starts: a taken port is one line, not a loop
 
     def on_signal(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -89,7 +178,8 @@ def main(cfg: Settings, demo: bool = True) -> None:
         migrate.maintain(cfg.database_url, retention, cfg.partition_premake_days)
         bootstrap.register_alertmanager_token(cfg)
         password = bootstrap.ensure_admin(cfg)
-        comps = [Running(c) for c in components(cfg, demo)]
+        comps = [Running(c) for c in specs]
+        watch = StackWatch(cfg, say)
         click.echo(manager.describe(manager.status(cfg)))
         say(f"portal: {cfg.web_url}  (Ctrl-C stops everything)")
         if password is not None:
@@ -104,6 +194,7 @@ def main(cfg: Settings, demo: bool = True) -> None:
         say(f"logs of every component: portal logs --host {cfg.host_name} --since 10m")
         while not stopping:
             now = time.monotonic()
+            watch.tick(now)
             for comp in comps:
                 if comp.proc is not None and comp.proc.poll() is not None:
                     code = comp.proc.returncode

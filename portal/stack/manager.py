@@ -239,7 +239,64 @@ def up(cfg: Settings, on_progress: Callable[[str], None] = lambda _: None) -> li
         if service is POSTGRES:
             db_engine.ensure_database(cfg.database_url)
         _save_state(cfg, state)
+    _grafana_provisioning(cfg, on_progress)
     return [_inspect(s, cfg, state.get(s.name)) for s in SERVICES]
+
+
+def grafana_dir(cfg: Settings) -> Path:
+    return cfg.data_dir / "grafana-provisioning"
+
+
+def _grafana_provisioning(cfg: Settings, say: Callable[[str], None]) -> None:
+    """A provisioning folder for a Grafana over this stack (the datasource's timescaledb flag
+    is this database's); a plugin's broken dashboard is reported, not fatal."""
+    from portal.grafana import provisioning
+
+    try:
+        _count, changed, flag = provisioning.export(cfg, grafana_dir(cfg))
+    except PortalError as exc:
+        say(f"grafana: provisioning not written: {exc}")
+        return
+    if changed:
+        say(f"grafana: provisioning in {grafana_dir(cfg)} (timescaledb={str(flag).lower()})")
+
+
+@dataclass(frozen=True)
+class Crash:
+    """A managed service whose process is gone: how it ended and its log's last line."""
+
+    name: str
+    pid: int | None
+    how: str  # exit code 1 | exit by SIGKILL | exit status unknown (not this process's child)
+    last: str
+
+
+def crashed(cfg: Settings) -> list[Crash]:
+    """Services this stack started whose process is gone (a liveness check only, no HTTP)."""
+    out = []
+    state = load_state(cfg)
+    for service in SERVICES:
+        entry = state.get(service.name)
+        if not entry or not entry.get("managed"):
+            continue
+        pid = _pid(service, entry) or entry.get("pid")
+        expect = None if service is POSTGRES else Path(entry.get("binary", "")).name
+        if process.alive(pid, expect):
+            continue
+        how = process.describe_exit(process.exit_code(entry.get("pid")))
+        last = process.tail(log_path(cfg, service.name), 1)
+        out.append(Crash(service.name, pid, how, last))
+    return out
+
+
+def restart(cfg: Settings, name: str, on_progress: Callable[[str], None] = lambda _: None) -> None:
+    """Start one crashed service again, as ``up`` would; ``PortalError`` when it fails."""
+    service = next(s for s in SERVICES if s.name == name)
+    state = load_state(cfg)
+    _ensure(service, cfg, state, on_progress)
+    if service is POSTGRES:
+        db_engine.ensure_database(cfg.database_url)
+    _save_state(cfg, state)
 
 
 def down(cfg: Settings, on_progress: Callable[[str], None] = lambda _: None) -> None:

@@ -10,6 +10,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+#: Children started by ``spawn`` in this process, so their exit status can be read (``exit_code``).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def spawn(
     cmd: Sequence[str],
@@ -31,13 +34,37 @@ def spawn(
             user=user,
             env=env,
         )
+    _CHILDREN[proc.pid] = proc  # kept: a dropped Popen is reaped by subprocess, status lost
     return proc.pid
 
 
 def _reap(pid: int) -> None:
     """Collect an exited child of this process so it does not linger as a zombie."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        child.poll()
+        return
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def exit_code(pid: int | None) -> int | None:
+    """The exit code of a process ``spawn`` started here once it ended (-N: killed by signal N);
+    None while it runs or when it is not this process's child (e.g. a daemonized PostgreSQL)."""
+    child = _CHILDREN.get(pid or 0)
+    return None if child is None else child.poll()
+
+
+def describe_exit(code: int | None) -> str:
+    """``exit code 1``, ``exit by SIGKILL`` or ``exit status unknown``."""
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        try:
+            return f"exit by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"exit by signal {-code}"
+    return f"exit code {code}"
 
 
 def alive(pid: int | None, expect: str | None = None) -> bool:
