@@ -9,8 +9,9 @@ JSON or logfmt escapes) become U+FFFD, NaN/Infinity in JSON values become the st
 ``...[truncated N chars]`` marker: the message at ``MAX_MESSAGE_CHARS``, each label key at
 ``MAX_LABEL_KEY_CHARS``, each label value at ``MAX_LABEL_VALUE_CHARS`` (a nested value as its
 JSON text), and labels beyond ``MAX_LABELS_CHARS`` of JSON in total are dropped, counted in a
-``_truncated`` label. A ``host``/``component`` label (the shipper's row key) is cut at
-``MAX_NAME_CHARS`` (the shipper cuts any other value it stores there too).
+``_truncated`` label. A record's own ``host``/``component`` keys are labels like any other (the
+shipper stores them as ``record_host``/``record_component``); the shipper's host and component
+columns are cut at ``MAX_NAME_CHARS``.
 """
 
 from __future__ import annotations
@@ -135,10 +136,6 @@ def parse_line(line: str) -> Parsed:
     if parsed.labels:
         if _DECODED_SUSPECT.search(line):
             parsed.labels = clean_value(parsed.labels)
-        for name in ("host", "component"):  # the shipper's row key: indexed, kept short
-            value = parsed.labels.get(name)
-            if isinstance(value, str) and len(value) > MAX_NAME_CHARS:
-                parsed.labels[name] = truncate(value, MAX_NAME_CHARS)
         if len(line) > MAX_LABEL_VALUE_CHARS // 2 or any(
             len(k) > MAX_LABEL_KEY_CHARS for k in parsed.labels
         ):  # a shorter line's labels are within every limit, even re-encoded

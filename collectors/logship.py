@@ -42,6 +42,8 @@ FIRST_LINE_MAX = 4096  # bytes hashed for identity; longer first lines are cut h
 READ_BYTES = 4 * 1024 * 1024  # per file and cycle: keeps one cycle's memory bounded
 IDLE_CHECKPOINT_S = 2.0  # refresh the clock for timestamp-less lines at least this often
 ROTATED_GRACE_S = 5.0  # keep reading a rotated-away file this long after its last growth
+#: A record's own keys that would read as the row's columns, and the labels they become.
+RECORD_LABELS = {"host": "record_host", "component": "record_component"}
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ class Shipper:
         max_lines: int = 20000,
     ) -> None:
         self.cfg = cfg
-        self.host = cfg.host_name
+        self.host = truncate(cfg.host_name, MAX_NAME_CHARS)  # indexed column: kept short
         self.sources = sources
         self.max_lines = max_lines
         self.state = StateFile(state_dir or cfg.data_dir / "logship")
@@ -183,7 +185,7 @@ class Shipper:
                     gen = known.gen + 1
                     log.info("%s was truncated or rewritten; reading it from the start", path)
                     self._forget(known.key)
-                comp = source.component or component_from_name(path)
+                comp = truncate(source.component or component_from_name(path), MAX_NAME_CHARS)
                 key = self._key(st.st_dev, st.st_ino, fp, gen)
                 entry = FileState(key, path, st.st_dev, st.st_ino, fp, comp, gen=gen)
                 self.files[key] = entry
@@ -261,17 +263,26 @@ class Shipper:
         else:  # continuation or timestamp-less line: deterministic, from the saved state
             when = datetime.fromtimestamp(max(last or 0.0, self.clock), UTC)
         labels = parsed.labels
-        host, component = self.host, entry.component
-        if labels:
-            host = truncate(str(labels.pop("host", None) or host), MAX_NAME_CHARS)
-            component = truncate(str(labels.pop("component", None) or component), MAX_NAME_CHARS)
+        # the columns are always the shipper's: a record's own host/component (Prometheus's
+        # logfmt has component=...) is kept as a label beside them, never in their place
+        if "host" in labels or "component" in labels:
+            labels = {RECORD_LABELS.get(k, k): v for k, v in labels.items()}
         if labels:
             labels_json = json.dumps({**labels, "file": entry.path})
         else:  # the common case: one JSON text per file, built once
             labels_json = self._file_labels(entry)
         # ISO text, not datetime: the spool's JSON and COPY both take it as is, cheaply
         stamp = when.isoformat()
-        row = (stamp, host, component, parsed.level, parsed.message, labels_json, entry.key, seq)
+        row = (
+            stamp,
+            self.host,
+            entry.component,
+            parsed.level,
+            parsed.message,
+            labels_json,
+            entry.key,
+            seq,
+        )
         return row, last
 
     def _file_labels(self, entry: FileState) -> str:

@@ -216,6 +216,58 @@ def test_cli_text_and_jsonl_formats(sample: dict[str, object], portal_logs: InPr
     }
 
 
+def test_tail_prints_the_newest_lines_oldest_first(
+    sample: dict[str, str], portal_logs: InProcess
+) -> None:
+    both = f"cn0?-{sample['tag']}"
+    every = portal_logs.lines("--host", both)
+    assert portal_logs.lines("--host", both, "--tail", "3") == every[-3:]
+    assert messages(portal_logs.lines("--host", both, "-n", "2", "--level", "warning")) == [
+        "RFI mask\\nfailed",
+        "beam 2 Dropped all",
+    ]
+    assert portal_logs.lines("--host", both, "--tail", "100") == every
+    assert portal_logs.lines("--host", both, "--tail", "0") == []
+    for args, text in [
+        (("--tail", "-1"), "--tail must be 0 or more"),
+        (("--tail", "2", "--limit", "2"), "--tail and --limit do not combine"),
+    ]:
+        code, out, err = portal_logs("--host", both, *args)
+        assert code == 1 and out == "" and err.startswith("error: ") and text in err, err
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_unknown_host_is_one_clear_error_with_near_names(
+    sample: dict[str, str], portal_logs: InProcess
+) -> None:
+    a, tag = sample["a"], sample["tag"]
+    typo = a.replace("cn07", "cn7")  # never stored
+    code, out, err = portal_logs("--host", typo)
+    assert code == 1 and out == ""
+    assert err.startswith(f"error: unknown host '{typo}': no log line was ever stored for it")
+    assert a in err.split("(near: ")[1]
+    assert len(err.strip().splitlines()) == 1
+    code, out, err = portal_logs("--host", f"zz-{tag}-*")  # a glob matching nothing
+    assert code == 1 and out == ""
+    assert f"no host with stored log lines matches 'zz-{tag}-*'" in err
+    code, out, err = portal_logs("--host", a, "--host", typo)  # one unknown of two is enough
+    assert code == 1 and typo in err and f"'{a}'" not in err.split("(near")[0]
+    # known names and globs that match still work, even when nothing is in the time range
+    assert portal_logs.lines("--host", f"cn0?-{tag}", "--since", "1m") == []
+    real = run_portal("logs", "--host", typo)  # a real process: one line, exit code 1
+    assert real.returncode == 1 and real.stdout == "" and "Traceback" not in real.stderr
+    assert real.stderr.startswith("error: unknown host") and len(real.stderr.splitlines()) == 1
+
+
+def test_known_hosts_reads_an_index_not_the_lines(cfg: Settings, sample: dict[str, str]) -> None:
+    logged, _inventory = lq.known_hosts(cfg.database_url)
+    assert {sample["a"], sample["b"]} <= set(logged)
+    with db_engine.connect_raw(cfg.database_url) as conn:
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + lq.KNOWN_HOSTS_SQL))
+    assert "log_lines_host_component_time" in plan or "host_component_time" in plan, plan
+    assert "Seq Scan on log_lines" not in plan, plan
+
+
 def test_cli_bad_input_is_one_clear_error(sample: dict[str, str], portal_logs: InProcess) -> None:
     bad = run_portal("logs", '{host="cn07" component="x"}')  # one real process, end to end
     assert bad.returncode == 1 and "Traceback" not in bad.stderr

@@ -289,3 +289,17 @@ def test_default_sources_ship_the_stacks_own_logs(stack: Settings, tmp_path: Pat
     assert "Server is ready to receive web requests" in found.stdout
     comps = {line.split(" ")[2] for line in run_portal("logs", "--host", host).stdout.splitlines()}
     assert {"prometheus", "pushgateway", "alertmanager"} <= comps
+    # Prometheus's logfmt lines carry component=tsdb, web, ...: a label beside the file's
+    # component, never in its place
+    every = run_portal("logs", "--host", host, "--format", "jsonl", env=env, check=True).stdout
+    prom = [
+        json.loads(line)
+        for line in every.splitlines()
+        if json.loads(line)["labels"]["file"].endswith("/prometheus.log")
+    ]
+    assert prom and {r["component"] for r in prom} == {"prometheus"}
+    assert any(r["labels"].get("record_component") for r in prom), prom[:3]
+    assert all(r["host"] == host for r in prom)
+    newest = run_portal("logs", "--host", host, "--tail", "3", env=env, check=True).stdout
+    whole = run_portal("logs", "--host", host, env=env).stdout
+    assert newest.splitlines() == whole.splitlines()[-3:]

@@ -25,7 +25,9 @@ from portal.logs.format import FORMATS, Record, formatter
 CHUNK_LINES = 2000
 
 
-def records(cfg: settings.Settings, q: LogQuery, source: str, follow: bool) -> Iterator[Record]:
+def records(
+    cfg: settings.Settings, q: LogQuery, source: str, follow: bool, tail: int | None = None
+) -> Iterator[Record]:
     """Records from PostgreSQL (default) or Loki, in the same shape."""
     from portal.logs import query as lq
 
@@ -33,6 +35,12 @@ def records(cfg: settings.Settings, q: LogQuery, source: str, follow: bool) -> I
         from portal.logs.loki import records as loki_records
 
         return loki_records(cfg.loki_url, q)
+    if not follow:  # a host nobody ever logged from is a typo, not an empty answer
+        lq.check_hosts(cfg.database_url, q.hosts)
+    if tail is not None:
+        if follow:
+            return lq.tail_then_follow(cfg.database_url, q, tail)
+        return iter(lq.tail(cfg.database_url, q, tail))
     if follow:
         return lq.follow(cfg.database_url, q)
     return lq.stream(cfg.database_url, q)
@@ -132,6 +140,14 @@ def _record(fields: dict[str, Any]) -> Record:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (live tail).")
 @click.option("--limit", type=int, default=None, help="At most this many lines (default: all).")
 @click.option(
+    "-n",
+    "--tail",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Only the newest N lines, printed oldest first (with -f: then new ones).",
+)
+@click.option(
     "--source",
     type=click.Choice(["db", "loki"]),
     default="db",
@@ -156,6 +172,7 @@ def logs(
     fmt: str,
     follow: bool,
     limit: int | None,
+    tail: int | None,
     source: str,
     rejected: bool,
 ) -> None:
@@ -170,10 +187,16 @@ def logs(
     q = build_query(selector, hosts, components, level, since, until, grep, ignore_case, limit)
     if follow and source == "loki":
         raise PortalError("--follow works with the PostgreSQL store only (--source db)")
+    if tail is not None and source == "loki":
+        raise PortalError("--tail works with the PostgreSQL store only (--source db)")
+    if tail is not None and limit is not None:
+        raise PortalError("--tail and --limit do not combine: --tail N already means N lines")
+    if tail is not None and tail < 0:
+        raise PortalError("--tail must be 0 or more")
     if source == "loki" and q.since is None:
         q = replace(q, since=datetime.now(UTC) - timedelta(days=cfg.logs_retention_days))
     fmt_line = formatter(fmt)
-    lines = (fmt_line(rec) for rec in records(cfg, q, source, follow))
+    lines = (fmt_line(rec) for rec in records(cfg, q, source, follow, tail))
     if follow:
         write_following(lines)
     else:

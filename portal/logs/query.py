@@ -8,6 +8,8 @@ tail, remembering what it printed so nothing is shown twice.
 from __future__ import annotations
 
 import contextlib
+import difflib
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -25,7 +27,17 @@ from portal.logs.filters import LEVELS, LogQuery, parse_level
 from portal.logs.format import Record
 from portal.timeparse import parse_time
 
-__all__ = ["LEVELS", "LogQuery", "parse_level", "stream", "follow", "query_frame"]
+__all__ = [
+    "LEVELS",
+    "LogQuery",
+    "parse_level",
+    "stream",
+    "tail",
+    "follow",
+    "tail_then_follow",
+    "check_hosts",
+    "query_frame",
+]
 _COLUMNS = {"host", "component", "level"}
 ORDER = "time, source, seq"
 ORDER_DESC = "time DESC, source DESC, seq DESC"
@@ -134,6 +146,32 @@ def stream(url: str, q: LogQuery, itersize: int = 5000) -> Iterator[Record]:
         pooled.close()  # back to the pool
 
 
+def tail(url: str, q: LogQuery, lines: int) -> list[Record]:
+    """The newest ``lines`` matching records, oldest first (read newest first, then reversed)."""
+    if lines < 0:
+        raise PortalError("--tail must be 0 or more")
+    recs = list(stream(url, replace(q, limit=lines, newest_first=True)))
+    recs.reverse()
+    return recs
+
+
+def _key(rec: Record) -> Any:
+    return (rec.source, rec.seq, rec.ts) if rec.source else rec
+
+
+def tail_then_follow(url: str, q: LogQuery, lines: int, **kw: Any) -> Iterator[Record]:
+    """``tail -n N -f``: the newest ``lines`` records, then new ones as they arrive."""
+    recs = tail(url, q, lines)
+    yield from recs
+    since, shown = q.since, set()
+    if recs:
+        since = _ts(recs[-1].ts)
+        shown = {_key(r) for r in recs if r.ts == recs[-1].ts}
+    for rec in follow(url, replace(q, since=since, limit=None), **kw):
+        if _key(rec) not in shown:
+            yield rec
+
+
 def follow(
     url: str,
     q: LogQuery,
@@ -150,7 +188,7 @@ def follow(
     while True:
         window = replace(q, since=max(start, newest - lag), until=None, limit=None)
         for rec in stream(url, window):
-            key = (rec.source, rec.seq, rec.ts) if rec.source else rec
+            key = _key(rec)
             if key in seen:
                 continue
             seen[key] = rec.ts
@@ -161,6 +199,78 @@ def follow(
         if stop():
             return
         time.sleep(poll)
+
+
+#: The hosts that ever stored a line: a skip scan over the ``(host, component, time)`` index
+#: (one index probe per distinct host, not a scan of the lines), and the inventory's hosts.
+KNOWN_HOSTS_SQL = """
+WITH RECURSIVE seen(host) AS (
+    (SELECT host FROM log_lines ORDER BY host LIMIT 1)
+  UNION ALL
+    SELECT (SELECT l.host FROM log_lines l WHERE l.host > seen.host ORDER BY l.host LIMIT 1)
+    FROM seen WHERE seen.host IS NOT NULL
+)
+SELECT host, true FROM seen WHERE host IS NOT NULL
+UNION ALL
+SELECT name, false FROM hosts
+"""
+
+
+def known_hosts(url: str) -> tuple[list[str], list[str]]:
+    """(hosts with at least one stored line, hosts in the inventory), each sorted."""
+    pooled = _checkout(url)
+    conn: psycopg.Connection = pooled.driver_connection
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET LOCAL statement_timeout = '30s'")
+            rows = cur.execute(KNOWN_HOSTS_SQL).fetchall()
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            conn.rollback()
+        pooled.close()
+    logged = sorted({h for h, has_lines in rows if has_lines})
+    inventory = sorted({h for h, has_lines in rows if not has_lines})
+    return logged, inventory
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """The regex of a ``*``/``?`` glob, as ``portal.globs.like_pattern`` reads it."""
+    parts = (".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def check_hosts(url: str, patterns: tuple[str, ...]) -> None:
+    """``PortalError`` naming each ``--host`` for which no line was ever stored, with near names."""
+    if not patterns:
+        return
+    logged, inventory = known_hosts(url)
+    problems = []
+    for pattern in patterns:
+        is_glob = any(ch in pattern for ch in "*?")
+        if is_glob and any(_glob_regex(pattern).fullmatch(h) for h in logged):
+            continue
+        if not is_glob and pattern in logged:
+            continue
+        if is_glob:
+            problem = f"no host with stored log lines matches {pattern!r}"
+        elif pattern in inventory:
+            problem = f"host {pattern!r} is in the inventory but no log line was ever stored for it"
+        else:
+            problem = f"unknown host {pattern!r}: no log line was ever stored for it"
+        stem = pattern.replace("*", "").replace("?", "")
+        near = difflib.get_close_matches(stem, logged, n=5, cutoff=0.5)
+        if near:
+            problem += f" (near: {', '.join(near)})"
+        elif logged:
+            shown = ", ".join(logged[:10]) + (
+                f" and {len(logged) - 10} more" if len(logged) > 10 else ""
+            )
+            problem += f" (hosts with logs: {shown})"
+        else:
+            problem += " (the log store is empty)"
+        problems.append(problem)
+    if problems:
+        raise PortalError("; ".join(problems))
 
 
 def _ts(text: str) -> datetime:
