@@ -69,7 +69,75 @@ def prometheus_config(cfg: Settings, scrape_interval: str = "10s") -> dict:
     }
 
 
+def _severity_matcher(severities: tuple[str, ...]) -> str:
+    return "severity=~" + '"' + "|".join(severities) + '"'
+
+
 def alertmanager_config(cfg: Settings) -> dict:
+    """Every alert goes to the portal's webhook (its own route, ``continue: true``); people are
+    told by mail and/or a Slack/Mattermost-compatible webhook, chosen by the ``severity`` label
+    (``PORTAL_NOTIFY_*``), with their own grouping and repeat intervals."""
+    portal = {
+        "name": "portal",
+        "webhook_configs": [
+            {
+                "url": f"{cfg.web_url}/api/alerts",
+                "send_resolved": True,
+                # the webhook needs a token (portal.auth.bootstrap registers this one)
+                "http_config": {
+                    "authorization": {
+                        "type": "Bearer",
+                        "credentials_file": str(alertmanager_token_file(cfg)),
+                    }
+                },
+            }
+        ],
+    }
+    receivers: list[dict] = [portal]
+    routes: list[dict] = [{"receiver": "portal", "continue": True}]
+    people = {
+        "group_wait": cfg.notify_group_wait,
+        "group_interval": cfg.notify_group_interval,
+        "repeat_interval": cfg.notify_repeat_interval,
+        "continue": True,
+    }
+    if cfg.notify_smtp and cfg.notify_email_severities:
+        mail: dict = {
+            "to": ", ".join(cfg.notify_email_to),
+            "from": cfg.notify_email_from,
+            "smarthost": cfg.notify_smtp,
+            "require_tls": cfg.notify_smtp_tls,
+            "send_resolved": True,
+        }
+        if cfg.notify_smtp_user:
+            mail["auth_username"] = cfg.notify_smtp_user
+            mail["auth_password_file"] = str(cfg.notify_smtp_password_file)
+        receivers.append({"name": "email", "email_configs": [mail]})
+        routes.append(
+            {
+                "receiver": "email",
+                "matchers": [_severity_matcher(cfg.notify_email_severities)],
+                **people,
+            }
+        )
+    if cfg.notify_webhook_url and cfg.notify_webhook_severities:
+        chat = {
+            "api_url": cfg.notify_webhook_url,
+            "send_resolved": True,
+            "title": "{{ .Status | toUpper }}: {{ .CommonLabels.alertname }}",
+            "text": (
+                "{{ range .Alerts }}[{{ .Labels.severity }}] {{ .Annotations.summary }}"
+                " ({{ .Labels.host }})\n{{ end }}"
+            ),
+        }
+        receivers.append({"name": "chat", "slack_configs": [chat]})
+        routes.append(
+            {
+                "receiver": "chat",
+                "matchers": [_severity_matcher(cfg.notify_webhook_severities)],
+                **people,
+            }
+        )
     return {
         "route": {
             "receiver": "portal",
@@ -77,25 +145,9 @@ def alertmanager_config(cfg: Settings) -> dict:
             "group_wait": "5s",
             "group_interval": "1m",
             "repeat_interval": "4h",
+            "routes": routes,
         },
-        "receivers": [
-            {
-                "name": "portal",
-                "webhook_configs": [
-                    {
-                        "url": f"{cfg.web_url}/api/alerts",
-                        "send_resolved": True,
-                        # the webhook needs a token (portal.auth.bootstrap registers this one)
-                        "http_config": {
-                            "authorization": {
-                                "type": "Bearer",
-                                "credentials_file": str(alertmanager_token_file(cfg)),
-                            }
-                        },
-                    }
-                ],
-            }
-        ],
+        "receivers": receivers,
     }
 
 
