@@ -17,19 +17,48 @@ def alerts() -> None:
 
 @alerts.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include resolved alerts.")
+@click.option("--severity", default="", help="Only alerts with this severity label.")
+@click.option("--host", default="", help="Only alerts with this host label.")
+@click.option("--component", default="", help="Only alerts with this component label.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def list_cmd(show_all: bool, limit: int, as_json: bool) -> None:
-    """Alerts firing now (latest notification per alert), newest first."""
-    from portal.alerts.query import latest
+def list_cmd(
+    show_all: bool, severity: str, host: str, component: str, limit: int, as_json: bool
+) -> None:
+    """Alerts firing now (latest notification per alert), newest first, with who silenced
+    them until when (asked from Alertmanager)."""
+    from portal.alerts import alertmanager, runbooks
+    from portal.alerts.query import latest, when
+    from portal.errors import BackendUnavailable
 
-    found = latest(settings.get().database_url, firing_only=not show_all, limit=limit)
+    cfg = settings.get()
+    found = latest(
+        cfg.database_url,
+        firing_only=not show_all,
+        limit=limit,
+        severity=severity,
+        host=host,
+        component=component,
+    )
+    silences: list[alertmanager.Silence] | None = None
+    if any(a.status == "firing" for a in found):
+        try:
+            silences = alertmanager.silences(cfg.alertmanager_url)
+        except BackendUnavailable as exc:
+            click.echo(f"warning: Alertmanager unavailable, silences unknown: {exc}", err=True)
     for a in found:
+        muted = alertmanager.describe(a.labels, a.status == "firing", silences)
         if as_json:
-            click.echo(json.dumps({**a.__dict__, "received": a.received.isoformat()}))
+            link = runbooks.link(
+                a.annotations.get("runbook_url", ""), cfg.web_url, cfg.runbook_base_url
+            )
+            record = {**a.__dict__, "received": a.received.isoformat()}
+            click.echo(json.dumps({**record, "silenced": muted, "runbook": link}))
         else:
-            where = a.labels.get("host", "-")
-            click.echo(f"{a.received:%Y-%m-%d %H:%M:%S} {a.status:8} {where:10} {a.summary}")
+            click.echo(
+                f"{a.status:8} {a.severity or '-':8} {when(a.starts_at):23} "
+                f"{a.host or '-':10} {a.summary}  [silenced: {muted}]"
+            )
     if not found and not as_json:
         click.echo("no firing alerts" if not show_all else "no alerts recorded")
 

@@ -1,4 +1,5 @@
-"""The alerts capability: ``portal alerts``, the Alertmanager webhook, the alert rules."""
+"""The alerts capability: ``portal alerts``, the Alertmanager webhook, the alert rules, the
+Alerts page and the runbooks."""
 
 from __future__ import annotations
 
@@ -29,9 +30,14 @@ def register_commands(cli: click.Group) -> None:
 
 @hookimpl
 def register_blueprints(settings: Settings) -> list[flask.Blueprint]:
-    from portal.alerts.webhook import blueprint
+    from portal.alerts import web, webhook
 
-    return [blueprint]
+    return [webhook.blueprint, web.blueprint]
+
+
+@hookimpl
+def register_pages() -> list[Path]:
+    return [Path(__file__).resolve().parent / "pages"]
 
 
 @hookimpl
