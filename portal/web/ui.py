@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import pandas as pd
 from dash import dcc, html
@@ -36,18 +37,22 @@ def grafana_base() -> str | None:
     return url if url and grafana_ready(url) else None
 
 
-def grafana_link(uid: str) -> str:
-    """URL of a provisioned Grafana dashboard (uids are fixed in grafana-provisioning/)."""
-    return f"{routes.settings().grafana_url}/d/{uid}"
+def grafana_link(uid: str, **variables: str) -> html.A | None:
+    """A link to a provisioned Grafana dashboard (fixed uids), or None without a Grafana."""
+    base = grafana_base()
+    if base is None:
+        return None
+    query = "?" + urlencode({f"var-{k}": v for k, v in variables.items()}) if variables else ""
+    return html.A("Grafana", href=f"{base}/d/{uid}{query}", target="_blank")
 
 
 def tile(title: str, value: Any, href: str, grafana_uid: str, tile_id: str) -> html.Div:
     """One overview number with links to its detail page and, when Grafana is configured and
     answers, its Grafana dashboard."""
     links: list[Any] = [dcc.Link("details", href=href)]
-    base = grafana_base()
-    if base is not None:
-        links.append(html.A("Grafana", href=f"{base}/d/{grafana_uid}", target="_blank"))
+    grafana = grafana_link(grafana_uid)
+    if grafana is not None:
+        links.append(grafana)
     return html.Div(
         [
             html.Div(title, className="portal-tile-title"),

@@ -98,14 +98,13 @@ def _database(name: str, tr: ql.TimeRange) -> Any:
 
 def layout(time_range: ql.TimeRange, name: str = "", **params: Any) -> html.Div:
     info = ql.guard(lambda: _state(name))
+    grafana = ui.grafana_link("obs-host", host=name)  # None: no Grafana configured or answering
     return html.Div(
         [
             html.H3(name),
             info,
-            html.A(
-                "Grafana", href=ui.grafana_link("obs-host") + "?" + urlencode({"var-host": name})
-            ),
-            " · ",
+            grafana,
+            " · " if grafana is not None else None,
             dcc.Link(
                 "Logs",
                 href=f"/logs?{urlencode({'host': name})}&{time_range.query()}",
