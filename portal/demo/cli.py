@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
+from pathlib import Path
+from typing import Any
 
 import click
 
 from portal import settings
 from portal.auth.roles import requires
 from portal.demo import model
+from portal.demo.faults import KINDS
 
 
 def _layout_options(fn: click.decorators.FC) -> click.decorators.FC:
@@ -33,7 +37,8 @@ def _layout_options(fn: click.decorators.FC) -> click.decorators.FC:
 
 @click.group()
 def demo() -> None:
-    """The pipeline simulator: live telemetry (`run`) or history (`seed`)."""
+    """The pipeline simulator: live telemetry (`run`), history (`seed`), rehearsals (`fault`,
+    `incident`)."""
 
 
 @requires("operator")
@@ -129,3 +134,120 @@ def seed_cmd(
         prometheus=prometheus,
     )
     click.echo(result.summary())
+
+
+def _fault_file() -> Path:
+    from portal.demo import faults
+
+    return faults.path(settings.get().data_dir)
+
+
+def _record(action: str, target: str, params: dict[str, Any]) -> None:
+    """Audit entry and event for a fault change; without a database, one warning line."""
+    from portal.auth import audit, cli_access
+    from portal.events import bus as events
+
+    cfg = settings.get()
+    try:
+        audit.record(
+            cfg.database_url, cli_access.current(), audit.Entry(action, target, params=params)
+        )
+        topic = "demo.fault_injected" if action == "demo.fault" else "demo.fault_cleared"
+        events.publish(cfg.database_url, topic, {"target": target, **params}, source="demo")
+    except Exception as exc:
+        click.echo(f"warning: {action} {target} not audited ({str(exc).splitlines()[0]})", err=True)
+
+
+@demo.group("fault")
+def fault() -> None:
+    """Rehearse failures: `portal demo fault KIND TARGET [--for 10m]`, `list`, `clear`.
+
+    The running `portal demo run` picks faults up from <PORTAL_DATA_DIR>/demo/faults.json
+    within a second; each clears by itself after --for.
+    """
+
+
+def _fault_command(kind: str) -> None:
+    spec = KINDS[kind]
+
+    @requires("operator")
+    @fault.command(
+        kind,
+        help=f"Raise {spec.alert}: {spec.effect}. TARGET: {spec.target}.",
+    )
+    @click.argument("target")
+    @click.option(
+        "--for",
+        "duration",
+        default=f"{int(spec.default_for // 60)}m",
+        show_default=True,
+        help="How long the fault lasts (30s, 10m, 2h).",
+    )
+    def inject(target: str, duration: str) -> None:
+        from portal.demo import faults
+        from portal.timeparse import parse_duration
+
+        seconds = parse_duration(duration, "--for").total_seconds()
+        f = faults.inject(_fault_file(), kind, target, seconds)
+        _record("demo.fault", f.target, {"kind": kind, "seconds": seconds, "id": f.id})
+        click.echo(f"fault {f.id}: {kind} on {f.target} for {duration} (alert {spec.alert})")
+
+
+for _kind in KINDS:
+    _fault_command(_kind)
+
+
+@fault.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per active fault.")
+def fault_list(as_json: bool) -> None:
+    """The active faults and how long each has left."""
+    from portal.demo import faults
+
+    active = [faults.describe(f) for f in faults.active(_fault_file())]
+    if as_json:
+        for row in active:
+            click.echo(json.dumps(row))
+        return
+    if not active:
+        click.echo("no active faults")
+    for row in active:
+        click.echo(
+            f"{row['id']}  {row['kind']:<16} {row['target']:<16} {row['alert']:<20} "
+            f"{row['left_seconds']:.0f} s left"
+        )
+
+
+@requires("operator")
+@fault.command("clear")
+@click.argument("kind", required=False)
+@click.argument("target", required=False)
+def fault_clear(kind: str | None, target: str | None) -> None:
+    """End active faults now: all of them, those of KIND, or KIND on TARGET."""
+    from portal.demo import faults
+
+    ended = faults.clear(_fault_file(), kind, target)
+    for f in ended:
+        _record("demo.fault_clear", f.target, {"kind": f.kind, "id": f.id})
+    click.echo(f"cleared {len(ended)} fault{'' if len(ended) == 1 else 's'}")
+
+
+@requires("operator")
+@demo.command("incident")
+@click.option(
+    "--speed",
+    type=click.FloatRange(1, 3600),
+    default=1.0,
+    show_default=True,
+    help="Script seconds per real second (waits and fault durations alike).",
+)
+def incident_cmd(speed: float) -> None:
+    """Play a scripted 3 a.m. incident on the running simulator (about 46 minutes at speed 1)."""
+    from portal.demo import incident
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    minutes = incident.script_length() / speed / 60
+    click.echo(f"incident: {len(incident.SCRIPT)} beats over {minutes:.1f} minutes", err=True)
+    injected = incident.play(_fault_file(), speed, say=lambda line: click.echo(line), stop=stop)
+    _record("demo.incident", "cluster", {"speed": speed, "faults": len(injected)})

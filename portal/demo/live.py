@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from collectors import hoststats
 from collectors.telemetry import Metric, Telemetry
 from portal.db.writer import WritePath
-from portal.demo import model, sinks
+from portal.demo import faults, model, sinks
 from portal.demo.logs import DemoLogs
 from portal.inventory import registry as inventory
 from portal.settings import Settings
@@ -74,7 +74,8 @@ class SimHostCollector(Collector):
                 cls = (
                     CounterMetricFamily if self.sim.kinds[name] == "counter" else GaugeMetricFamily
                 )
-                fam = families[name] = cls(name, hoststats.HELP[name], labels=["host", *labels])
+                help_ = hoststats.HELP.get(name) or model.HELP[name]
+                fam = families[name] = cls(name, help_, labels=["host", *labels])
             fam.add_metric([self.host, *labels.values()], value)
         yield from families.values()
         if self.component:
@@ -89,7 +90,6 @@ class SimHostCollector(Collector):
         if not self.component:
             return []
         return [(now, self.host, self.component, "obs_process_up", {}, self.process_up)]
-
 
 
 class Live:
@@ -117,6 +117,7 @@ class Live:
         self.last: dict[model.SeriesKey, float] = {}
         self.ports: dict[str, int] = {}
         self.host_series: list[SimHostCollector] = []
+        self.fault_file = faults.FaultFile(faults.path(cfg.data_dir))  # `portal demo fault`
         for i, h in enumerate(hosts):
             registry = CollectorRegistry()
             self.host_series.append(SimHostCollector(self.sim, h.name, h.component))
@@ -130,6 +131,7 @@ class Live:
             )
             self.tels[(h.name, h.component)] = tel
             self.ports[h.name] = tel.serve(base_port + i if base_port else 0, addr=bind)
+            faults.gate_scrapes(tel, lambda host=h.name: self.sim.host_down(host))
         self.apply()
 
     def _writer(
@@ -169,7 +171,8 @@ class Live:
             tel = self.tels[(host, comp)]
             kind = self.sim.kinds[name]
             declare = tel.counter if kind == "counter" else tel.gauge
-            metric = self.metrics[key] = declare(name, HELP[name], labels)
+            help_ = HELP.get(name) or model.HELP[name]
+            metric = self.metrics[key] = declare(name, help_, labels)
         return metric
 
     def apply(self) -> None:
@@ -189,6 +192,7 @@ class Live:
             self.last[key] = value
 
     def step(self, real_seconds: float) -> model.StepOutput:
+        self.fault_file.apply(self)  # faults injected by `portal demo fault`
         out = self.sim.step(real_seconds * self.speed, self.to_real)
         self.apply()
         self.pointings.write_many(out.pointings)

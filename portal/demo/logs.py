@@ -1,7 +1,9 @@
 """The simulator's own log files: JSON lines per simulated host, shipped by the real shipper.
 
 They land in ``<data_dir>/log/demo/<host>.log``, which the log shipper reads by default, so
-``make run`` exercises tailing, parsing and the log store exactly as a real host would.
+``make run`` exercises tailing, parsing and the log store exactly as a real host would. Every
+simulated host logs: its component's everyday lines, warnings and rare errors at the rates of
+``model.LOG_RATES``, and bursts while a fault (``portal demo fault``) hits it.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class DemoLogs:
                 )
             else:
                 self.write(t, host, "l1", "INFO", f"beam {beam}: {kind} -> {value}", beam=beam)
+        for t, host, component, level, msg, fields in sorted(out.logs, key=lambda r: r[0]):
+            self.write(t, host, component, level, msg, **fields)
         for topic, payload in out.events:
             host = str(payload.get("host", "head01"))
             self.write(

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import math
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from portal.demo.faults import Fault
 
 #: The seed's real rates, for the full 1024-beam instrument.
 REAL_BEAMS = 1024
@@ -27,6 +31,27 @@ HOST_MEMORY = 256 * 2**30
 HOST_DISK = 480 * 10**9
 
 SeriesKey = tuple[str, str, str, tuple[tuple[str, str], ...]]  # host, component, name, labels
+
+#: Series only the simulator has (the others' help texts live with their real exporters).
+HELP = {
+    "obs_host_clock_offset_seconds": "Offset of the host's clock from the NTP reference",
+    "obs_transfer_queued_bytes": "Bytes waiting to be transferred",
+    "obs_transfer_sent_bytes_total": "Bytes transferred",
+    "obs_transfer_oldest_queued_seconds": "Age of the oldest product waiting for transfer",
+}
+TRANSFER_DEST = "archive"
+TRANSFER_HEADROOM = 4.0  # the archive link carries 4x the average inflow
+PACKET_LOSS_FAULT = 0.05
+CLOCK_SKEW_FAULT = 2.5
+#: Background log lines per simulated minute per component: (info, warning), and errors/hour.
+LOG_RATES = {
+    "l1": (6.0, 3.0, 1.0),
+    "storage": (4.0, 2.0, 0.5),
+    "pointing-recorder": (4.0, 1.0, 0.5),
+    "hhat-worker": (3.0, 1.0, 1.0),
+}
+LOG_CAP = 12  # lines of one kind per component per step (high --speed must not flood)
+LogLine = tuple[datetime, str, str, str, str, dict[str, Any]]  # time host comp level msg fields
 
 
 @dataclass(frozen=True)
@@ -86,6 +111,7 @@ class StepOutput:
     products: list[dict[str, Any]] = field(default_factory=list)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     jobs: list[tuple[str, float]] = field(default_factory=list)  # (job, duration seconds)
+    logs: list[LogLine] = field(default_factory=list)
 
 
 class Sim:
@@ -122,6 +148,14 @@ class Sim:
             (L1_BYTES_PER_DAY + RFI_BYTES_PER_DAY) * self.scale * 30 / max(1, len(self.storage))
         )
         self.hhat_started: datetime | None = None
+        self.day_closed: Any = None  # the day whose daily Hhat products the next run completes
+        self.faults: list[Fault] = []  # set from the fault file before each step (live mode)
+        self.wall: Callable[[], float] = time.time
+        self.log_rng = random.Random(seed + 1)  # logs do not change the metric streams
+        self.transfer_queue: dict[str, list[list[Any]]] = {st: [] for st in self.storage}
+        self.summary: dict[str, float] = {"pointings": 0, "candidates": 0}
+        self.transfer_done: dict[str, float] = {st: 0.0 for st in self.storage}
+        self._announced: set[str] = set()
         self._init_values()
 
     # -- series bookkeeping ------------------------------------------------------------------
@@ -160,7 +194,13 @@ class Sim:
             self.set("batch01", "hhat-worker", "obs_hhat_stacks_pending", 0.0, stack=stack)
             self.add("batch01", "hhat-worker", "obs_hhat_stacks_processed_total", 0.0, stack=stack)
         self.set("batch01", "hhat-worker", "obs_hhat_workers_busy", 0.0)
+        for st in self.storage:
+            labels = {"destination": TRANSFER_DEST}
+            self.set(st, "storage", "obs_transfer_queued_bytes", 0.0, **labels)
+            self.add(st, "storage", "obs_transfer_sent_bytes_total", 0.0, **labels)
+            self.set(st, "storage", "obs_transfer_oldest_queued_seconds", 0.0, **labels)
         for sh in self.hosts:  # host-collector series (component ''), as on a real host
+            self.set(sh.name, "", "obs_host_clock_offset_seconds", 0.0)
             self.set(sh.name, "", "obs_host_memory_total_bytes", HOST_MEMORY)
             self.set(sh.name, "", "obs_host_filesystem_size_bytes", HOST_DISK, mount="/")
             self.add(sh.name, "", "obs_host_network_received_bytes_total", 0.0, interface="eth0")
@@ -169,6 +209,25 @@ class Sim:
     def value(self, host: str, comp: str, name: str, **labels: object) -> float:
         return self.values[self._key(host, comp, name, **labels)]
 
+    # -- faults ------------------------------------------------------------------------------
+    def fault(self, kind: str, host: str) -> Fault | None:
+        """The active fault of ``kind`` on ``host`` (component-crash: on any of its components)."""
+        return next((f for f in self.faults if f.kind == kind and f.host == host), None)
+
+    def host_down(self, host: str) -> bool:
+        return self.fault("host-down", host) is not None
+
+    def component_up(self, host: str, comp: str) -> bool:
+        if self.host_down(host):
+            return False
+        return not any(
+            f.kind == "component-crash" and f.host == host and f.component in ("", comp)
+            for f in self.faults
+        )
+
+    def _component(self, host: str) -> str:
+        return next((h.component for h in self.hosts if h.name == host), "")
+
     # -- time --------------------------------------------------------------------------------
     def step(self, seconds: float, to_real: Any = None) -> StepOutput:
         """Advance ``seconds`` of simulated time; ``to_real`` maps sim times to row times."""
@@ -176,10 +235,13 @@ class Sim:
         start, end = self.now, self.now + timedelta(seconds=seconds)
         stamp = to_real or (lambda t: t)
         self._l1(start, end, seconds, out, stamp)
-        self._pointings(end, out, stamp)
+        n_pointings = self._pointings(end, out, stamp)
         self._storage(start, end, seconds, out)
-        self._hhat(start, end, seconds, out)
+        self._transfers(start, end, seconds, out)
+        self._hhat(start, end, seconds, out, n_pointings)
         self._host_load(end)
+        self._summaries(start, end, out)
+        self._logs(start, end, seconds, out, stamp)
         self.now = end
         return out
 
@@ -191,6 +253,8 @@ class Sim:
         for b in self.beams:
             h = self.beam_host[b]
             got = per_beam * sky * dt * rng.uniform(0.95, 1.05)
+            if not self.component_up(h, "l1"):
+                got = 0.0  # the process is gone: nothing received, nothing counted
             packets = got / PACKET_BYTES
             if self.loss_until[b] <= mid and rng.random() < dt / (86400.0 * 2):
                 self.loss_until[b] = mid + timedelta(minutes=rng.uniform(5, 30))
@@ -199,11 +263,15 @@ class Sim:
                     (stamp(mid), b, "packet_loss", 0.02, {"host": h, "reason": "switch port flap"})
                 )
             loss = 0.02 if self.loss_until[b] > mid else 2e-5
+            faulty = self.fault("packet-loss", h) is not None
+            if faulty:
+                loss = PACKET_LOSS_FAULT
             self.add(h, "l1", "obs_l1_received_bytes_total", got, beam=b)
             self.add(h, "l1", "obs_l1_packets_received_total", round(packets * (1 - loss)), beam=b)
             self.add(h, "l1", "obs_l1_packets_lost_total", round(packets * loss), beam=b)
             self.set(h, "l1", "obs_l1_rfi_masked_ratio", rfi_ratio(mid, rng), beam=b)
             lag = abs(rng.gauss(0.8, 0.3)) + (self.burst_lag[b] if self.loss_until[b] > mid else 0)
+            lag += 20.0 if faulty else 0.0
             self.set(h, "l1", "obs_l1_lag_seconds", lag, beam=b)
             if rng.random() < dt / (6 * 3600.0):  # a DM adjustment every ~6 h per beam
                 old = self.max_dm[b]
@@ -214,11 +282,14 @@ class Sim:
                 out.beam_events.append((stamp(mid), b, "dm_adjust", new, payload))
                 out.events.append(("pipeline.beam_dm_adjusted", {"beam": b, **payload}))
 
-    def _pointings(self, end: datetime, out: StepOutput, stamp: Any) -> None:
+    def _pointings(self, end: datetime, out: StepOutput, stamp: Any) -> int:
         rng = self.rng
+        recorder = self.component_up("head01", "pointing-recorder")
+        total = 0
         for b in self.beams:
             t = self.next_pointing[b]
             n = 0
+            keep = recorder and self.component_up(self.beam_host[b], "l1")
             while t < end:
                 lst = sidereal_hours(t)
                 rfi = rfi_ratio(t, rng)
@@ -226,9 +297,14 @@ class Sim:
                     L1_BYTES_PER_DAY / 86400 / REAL_BEAMS * self.pointing_s * sky_factor(t)
                 )
                 cands = rng.choice((0, 0, 0, 0, 1, 1, 2, 3))
+                t += timedelta(seconds=self.pointing_s)
+                if not keep:
+                    continue
+                self.summary["pointings"] += 1
+                self.summary["candidates"] += cands
                 out.pointings.append(
                     (
-                        stamp(t),
+                        stamp(t - timedelta(seconds=self.pointing_s)),
                         b,
                         round(lst * 15.0 + rng.uniform(-0.5, 0.5), 4) % 360.0,
                         round(self.dec[b], 3),
@@ -241,10 +317,11 @@ class Sim:
                     )
                 )
                 n += 1
-                t += timedelta(seconds=self.pointing_s)
             self.next_pointing[b] = t
+            total += n
             if n:
                 self.add("head01", "pointing-recorder", "obs_pointings_total", n, beam=b)
+        return total
 
     def _storage(self, start: datetime, end: datetime, dt: float, out: StepOutput) -> None:
         share = self.scale / max(1, len(self.storage))
@@ -303,7 +380,14 @@ class Sim:
                 self.set(sh.name, "", name, round(cpu * HOST_CORES * (1 - lag), 2))
             used = HOST_MEMORY * (0.3 + 0.5 * cpu)
             self.set(sh.name, "", "obs_host_memory_used_bytes", used)
-            self.set(sh.name, "", "obs_host_filesystem_used_bytes", HOST_DISK * 0.42, mount="/")
+            disk = HOST_DISK * 0.42
+            filling = self.fault("disk-filling", sh.name)
+            if filling is not None:  # to 95% of the free space at the fault's end
+                disk += 0.95 * (HOST_DISK - disk) * filling.progress(self.wall())
+            self.set(sh.name, "", "obs_host_filesystem_used_bytes", disk, mount="/")
+            skew = CLOCK_SKEW_FAULT if self.fault("clock-skew", sh.name) else 0.0
+            offset = round(skew + self.rng.gauss(0, 0.002), 6)
+            self.set(sh.name, "", "obs_host_clock_offset_seconds", offset)
         totals: dict[str, float] = {}
         for b in self.beams:  # the L1 stream arrives over the compute node's network
             h = self.beam_host[b]
@@ -313,29 +397,95 @@ class Sim:
             key = self._key(h, "", "obs_host_network_received_bytes_total", interface="eth0")
             self.values[key] = total
 
-    def _hhat(self, start: datetime, end: datetime, dt: float, out: StepOutput) -> None:
+    def _transfers(self, start: datetime, end: datetime, dt: float, out: StepOutput) -> None:
+        """Products queue on each storage node and go to the archive, oldest first."""
+        inflow = (L1_BYTES_PER_DAY + RFI_BYTES_PER_DAY) * self.scale / max(1, len(self.storage))
+        labels = {"destination": TRANSFER_DEST}
+        for st in self.storage:
+            queue = self.transfer_queue[st]
+            queue.append([start, inflow * dt / 86400.0])
+            stalled = self.fault("transfer-stall", st) is not None
+            moving = not stalled and self.component_up(st, "storage")
+            budget = inflow * TRANSFER_HEADROOM * dt / 86400.0 if moving else 0.0
+            sent = 0.0
+            while queue and budget > 0:
+                take = min(budget, queue[0][1])
+                queue[0][1] -= take
+                budget -= take
+                sent += take
+                if queue[0][1] <= 1e-6:
+                    queue.pop(0)
+            self.add(st, "storage", "obs_transfer_sent_bytes_total", sent, **labels)
+            self.transfer_done[st] += sent
+            queued = sum(chunk[1] for chunk in queue)
+            self.set(st, "storage", "obs_transfer_queued_bytes", queued, **labels)
+            oldest = (end - queue[0][0]).total_seconds() if queue else 0.0
+            self.set(st, "storage", "obs_transfer_oldest_queued_seconds", oldest, **labels)
+
+    def _summaries(self, start: datetime, end: datetime, out: StepOutput) -> None:
+        """A few events a simulated minute (at most one of each per step), whatever the speed."""
+        if int(start.timestamp() // 60) == int(end.timestamp() // 60):
+            return
+        if self.summary["pointings"]:
+            out.events.append(
+                (
+                    "pipeline.pointings_recorded",
+                    {
+                        "host": "head01",
+                        "pointings": int(self.summary["pointings"]),
+                        "candidates": int(self.summary["candidates"]),
+                    },
+                )
+            )
+            self.summary = {"pointings": 0, "candidates": 0}
+        if int(start.timestamp() // 300) == int(end.timestamp() // 300):
+            return
+        for st, sent in self.transfer_done.items():
+            if sent > 0:
+                payload = {"host": st, "destination": TRANSFER_DEST, "bytes": int(sent)}
+                out.events.append(("transfer.done", payload))
+            self.transfer_done[st] = 0.0
+
+    def _hhat(
+        self, start: datetime, end: datetime, dt: float, out: StepOutput, pointings: int
+    ) -> None:
+        """The backlog grows with the data and drains while a batch run works on it.
+
+        Each beam's pointings accrue to its daily stack (one stack per beam-day of data); a
+        run starts on the hour when anything is pending and works until the backlog is empty.
+        """
+
         def pending(stack: str) -> float:
             return self.value("batch01", "hhat-worker", "obs_hhat_stacks_pending", stack=stack)
 
         def put(stack: str, v: float) -> None:
             self.set("batch01", "hhat-worker", "obs_hhat_stacks_pending", v, stack=stack)
 
-        if start.date() != end.date():  # a new day: every beam's daily stack waits
-            put("daily", pending("daily") + len(self.beams))
+        per_beam_day = 86400.0 / self.pointing_s
+        put("daily", pending("daily") + pointings / per_beam_day)
+        if start.date() != end.date():  # a new day: the cumulative stack, monthly ones on the 1st
             put("cumulative", pending("cumulative") + 1)
             if end.day == 1:
                 put("monthly", pending("monthly") + len(self.beams))
+            self.day_closed = (end - timedelta(days=1)).date()
+        total = sum(pending(s) for s in STACKS)
+        working = self.component_up("batch01", "hhat-worker")
+        if self.hhat_started is None and total > 0 and working and start.hour != end.hour:
             self.hhat_started = end
+            out.events.append(
+                ("batch.hhat_run_started", {"host": "batch01", "pending": round(total, 2)})
+            )
+        if self.hhat_started is None or not working:
+            self.set("batch01", "hhat-worker", "obs_hhat_workers_busy", 0.0)
+            return
         rate = HHAT_WORKERS / 1200.0  # each worker needs ~20 min per stack
         budget = rate * dt
-        busy = 0.0
         for stack in STACKS:
             p = pending(stack)
             if p <= 0 or budget <= 0:
                 continue
             done = min(p, budget)
             budget -= done
-            busy = HHAT_WORKERS
             put(stack, p - done)
             before = self.value(
                 "batch01", "hhat-worker", "obs_hhat_stacks_processed_total", stack=stack
@@ -347,29 +497,149 @@ class Sim:
                 self.add(
                     "batch01", "hhat-worker", "obs_candidates_total", self.rng.randint(0, 3), beam=b
                 )
-            if stack == "daily" and p - done <= 0 and self.hhat_started is not None:
-                duration = (end - self.hhat_started).total_seconds()
-                out.jobs.append(("hhat-daily-stack", duration))
-                out.events.append(
-                    ("pipeline.hhat_daily_done", {"stacks": len(self.beams), "seconds": duration})
+        self.set("batch01", "hhat-worker", "obs_hhat_workers_busy", float(HHAT_WORKERS))
+        if sum(pending(s) for s in STACKS) > 0:
+            return
+        duration = (end - self.hhat_started).total_seconds()
+        self.hhat_started = None
+        out.jobs.append(("hhat-daily-stack", duration))
+        out.events.append(("batch.hhat_run_done", {"host": "batch01", "seconds": duration}))
+        if self.day_closed is None:
+            return
+        day, self.day_closed = self.day_closed, None
+        out.events.append(
+            ("pipeline.hhat_daily_done", {"stacks": len(self.beams), "seconds": duration})
+        )
+        for b in self.beams:
+            name = f"hhat_daily/{day:%Y/%m/%d}/beam{b:04d}"
+            out.products.append(
+                {
+                    "kind": "hhat_daily",
+                    "name": name,
+                    "host": self.storage[b % len(self.storage)] if self.storage else "batch01",
+                    "path": f"/data/{name}.npy",
+                    "size_bytes": 64 * 1024 * 1024,
+                    "time_start": datetime(day.year, day.month, day.day, tzinfo=UTC),
+                    "time_end": datetime(day.year, day.month, day.day, tzinfo=UTC)
+                    + timedelta(days=1),
+                    "state": "complete",
+                }
+            )
+
+    # -- logs --------------------------------------------------------------------------------
+    def _logs(self, start: datetime, end: datetime, dt: float, out: StepOutput, stamp: Any) -> None:
+        """Each component's own chatter, rare errors, and bursts while a fault hits it."""
+        rng = self.log_rng
+        for sh in self.hosts:
+            if self.host_down(sh.name):
+                continue  # a dead host writes nothing
+            host, comp = sh.name, sh.component
+
+            def line(level: str, msg: str, c: str = comp, h: str = host, **fields: Any) -> None:
+                t = start + timedelta(seconds=rng.uniform(0, dt))
+                out.logs.append((stamp(t), h, c, level, msg, fields))
+
+            for f in self.faults:
+                if f.host == host:
+                    self._fault_lines(f, sh, line, dt)
+            if not self.component_up(host, comp):
+                continue
+            info, warn, err = LOG_RATES.get(comp, (2.0, 0.5, 0.5))
+            for level, per_minute in (("INFO", info), ("WARNING", warn), ("ERROR", err / 60)):
+                for _ in range(_poisson(rng, per_minute * dt / 60.0, LOG_CAP)):
+                    msg, fields = _chatter(rng, sh, level, self.beams)
+                    line(level, msg, **fields)
+
+    def _fault_lines(self, f: Fault, sh: SimHost, line: Callable[..., None], dt: float) -> None:
+        first = f.id not in self._announced
+        self._announced.add(f.id)
+        rng = self.log_rng
+        burst = _poisson(rng, 6.0 * dt / 60.0, LOG_CAP)  # ~6 a minute while the fault lasts
+        if f.kind == "component-crash":
+            comp = f.component or sh.component
+            if first:
+                line("ERROR", f"{comp}: process exited on signal 11 (core dumped)", c=comp)
+            for _ in range(burst):
+                line("ERROR", f"systemd: {comp}.service: start request repeated too quickly")
+        elif f.kind == "packet-loss":
+            for _ in range(burst):
+                b = rng.choice(sh.beams) if sh.beams else 0
+                line(
+                    "ERROR" if first else "WARNING",
+                    f"beam {b}: dropped {rng.randint(200, 900)} packets in the last second "
+                    f"(NIC rx ring full), loss fraction {PACKET_LOSS_FAULT}",
+                    beam=b,
                 )
-                day = (end - timedelta(days=1)).date()
-                for b in self.beams:
-                    name = f"hhat_daily/{day:%Y/%m/%d}/beam{b:04d}"
-                    out.products.append(
-                        {
-                            "kind": "hhat_daily",
-                            "name": name,
-                            "host": self.storage[b % len(self.storage)]
-                            if self.storage
-                            else "batch01",
-                            "path": f"/data/{name}.npy",
-                            "size_bytes": 64 * 1024 * 1024,
-                            "time_start": datetime(day.year, day.month, day.day, tzinfo=UTC),
-                            "time_end": datetime(day.year, day.month, day.day, tzinfo=UTC)
-                            + timedelta(days=1),
-                            "state": "complete",
-                        }
-                    )
-                self.hhat_started = None
-        self.set("batch01", "hhat-worker", "obs_hhat_workers_busy", busy)
+                first = False
+        elif f.kind == "disk-filling":
+            used = self.value(sh.name, "", "obs_host_filesystem_used_bytes", mount="/")
+            if first or burst:
+                line("WARNING", f"/ is {100 * used / HOST_DISK:.0f}% full", c="system")
+            for _ in range(burst // 2):
+                line("ERROR", "/var/log/l1-debug.log grows 40 MB/s (debug logging left on)")
+        elif f.kind == "transfer-stall":
+            for _ in range(burst):
+                line(
+                    "ERROR",
+                    f"transfer to {TRANSFER_DEST}: connection timed out after 60 s, retrying",
+                )
+        elif f.kind == "clock-skew" and (first or burst):
+            line(
+                "ERROR" if first else "WARNING",
+                f"chronyd: no selectable sources, clock offset {CLOCK_SKEW_FAULT} s",
+                c="system",
+            )
+
+
+def _poisson(rng: random.Random, lam: float, cap: int) -> int:
+    """A Poisson draw (Knuth), capped."""
+    if lam <= 0:
+        return 0
+    if lam > 30:
+        return min(cap, max(0, round(rng.gauss(lam, math.sqrt(lam)))))
+    limit, k, p = math.exp(-lam), 0, rng.random()
+    while p > limit and k < cap:
+        k += 1
+        p *= rng.random()
+    return k
+
+
+def _chatter(
+    rng: random.Random, sh: SimHost, level: str, beams: list[int]
+) -> tuple[str, dict[str, Any]]:
+    """One everyday log line of the host's component."""
+    b = rng.choice(sh.beams or tuple(beams) or (0,))
+    comp = sh.component
+    if comp == "l1":
+        msgs = {
+            "INFO": f"beam {b}: block {rng.randint(10**5, 10**6)} processed in "
+            f"{rng.uniform(0.3, 0.9):.2f} s",
+            "WARNING": rng.choice(
+                (
+                    f"beam {b}: RFI mask covers {rng.randint(25, 45)}% of channels",
+                    f"beam {b}: ring buffer {rng.randint(70, 90)}% full",
+                    f"beam {b}: late packet batch, {rng.randint(50, 400)} ms behind",
+                )
+            ),
+            "ERROR": f"beam {b}: {rng.randint(1, 40)} packets failed CRC, block dropped",
+        }
+        return msgs[level], {"beam": b}
+    if comp == "storage":
+        msgs = {
+            "INFO": f"wrote {rng.randint(2, 40)} files to /data ({rng.uniform(1, 9):.1f} GB)",
+            "WARNING": f"slow fsync on /data ({rng.randint(200, 2000)} ms)",
+            "ERROR": f"checksum mismatch on beam{b:04d}.h5, re-queued for transfer",
+        }
+    elif comp == "pointing-recorder":
+        msgs = {
+            "INFO": f"beam {b}: pointing metadata stored",
+            "WARNING": f"beam {b}: telescope status arrived {rng.uniform(1, 8):.1f} s late",
+            "ERROR": "telescope control: status query timed out after 10 s",
+        }
+    else:
+        msgs = {
+            "INFO": f"worker {rng.randint(1, HHAT_WORKERS)}: stack of beam {b} checked",
+            "WARNING": f"beam {b}: {rng.randint(1, 12)} spectra missing, stacking the rest",
+            "ERROR": f"worker {rng.randint(1, HHAT_WORKERS)}: out of memory, stack re-queued",
+        }
+    return msgs[level], {"beam": b} if level != "ERROR" or comp != "pointing-recorder" else {}
