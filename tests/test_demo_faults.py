@@ -248,10 +248,13 @@ def test_fault_mistakes_are_one_line_and_clear_ends_faults(sim: Sim, tmp_path: P
     bad = run_portal("demo", "fault", "clock-skew", "cn01", "--for", "soon", env=env)
     assert bad.stderr.strip() == "error: --for 'soon' is not a duration (30s, 15m, 2h, 3d, 1w)"
     assert run_portal("demo", "fault", "meltdown", "cn01", env=env).returncode == 2
-    for kind in ("clock-skew", "packet-loss"):
-        run_portal("demo", "fault", kind, "cn01", env=env, check=True)
+    typo = run_portal("demo", "fault", "clock-skew", "cn99", env=env, check=True)
+    assert "warning: no host cn99 in the inventory" in typo.stderr
+    good = run_portal("demo", "fault", "clock-skew", "cn01", env=env, check=True)
+    assert good.stderr == ""
+    run_portal("demo", "fault", "packet-loss", "cn01", env=env, check=True)
     cleared = run_portal("demo", "fault", "clear", "clock-skew", env=env, check=True)
-    assert cleared.stdout.strip() == "cleared 1 fault"
+    assert cleared.stdout.strip() == "cleared 2 faults"  # on cn99 and cn01
     listed = run_portal("demo", "fault", "list", env=env, check=True).stdout
     assert "packet-loss" in listed and "clock-skew" not in listed
     run_portal("demo", "fault", "clear", env=env, check=True)

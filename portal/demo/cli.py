@@ -158,6 +158,22 @@ def _record(action: str, target: str, params: dict[str, Any]) -> None:
         click.echo(f"warning: {action} {target} not audited ({str(exc).splitlines()[0]})", err=True)
 
 
+def _check_host(host: str) -> None:
+    """One warning line when the inventory knows no such host (a typo does nothing at all)."""
+    from portal.inventory import registry as inventory
+
+    try:
+        known = {h.name for h in inventory.list_hosts(settings.get())}
+    except Exception:
+        return  # no database: nothing to check against
+    if host not in known:
+        click.echo(
+            f"warning: no host {host} in the inventory; the simulator ignores faults on hosts "
+            "it does not simulate",
+            err=True,
+        )
+
+
 @demo.group("fault")
 def fault() -> None:
     """Rehearse failures: `portal demo fault KIND TARGET [--for 10m]`, `list`, `clear`.
@@ -189,6 +205,7 @@ def _fault_command(kind: str) -> None:
 
         seconds = parse_duration(duration, "--for").total_seconds()
         f = faults.inject(_fault_file(), kind, target, seconds)
+        _check_host(f.host)
         _record("demo.fault", f.target, {"kind": kind, "seconds": seconds, "id": f.id})
         click.echo(f"fault {f.id}: {kind} on {f.target} for {duration} (alert {spec.alert})")
 

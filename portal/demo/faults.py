@@ -63,7 +63,7 @@ KINDS: dict[str, Kind] = {
         "HOST",
         "a runaway writer fills / steadily, to 95% of its free space at the fault's end; "
         "the space comes back when the fault clears",
-        3600,
+        7200,
     ),
     "transfer-stall": Kind(
         "TransferStalled",

@@ -3,9 +3,9 @@
 The script is a timed sequence of faults (``portal.demo.faults``) with a line of narrative
 each. It is played through the fault file, so a running ``portal demo run`` acts it out and
 Prometheus raises the real alerts; the trainee works from the alerts, dashboards and logs.
-``--speed`` compresses the script's time (waits and fault durations alike); at speed 1 every
-alert fires with its real ``for:``. Faults the player injected are cleared when it ends or is
-interrupted.
+``--speed`` compresses the script's time (waits and fault durations alike), not Prometheus'
+``for:``: a compressed fault may clear before its alert fires. Faults the player injected are
+cleared when it ends or is interrupted.
 """
 
 from __future__ import annotations
