@@ -15,7 +15,8 @@ def register_commands(cli: click.Group) -> None:
         LazyCommand(
             "demo",
             "portal.demo.cli:demo",
-            "The pipeline simulator: live telemetry (`run`) or history (`seed`).",
+            "The pipeline simulator: live telemetry (`run`), history (`seed`), rehearsals "
+            "(`fault`, `incident`).",
         )
     )
 
