@@ -35,3 +35,13 @@ class DatabaseUnavailable(SettingsError):
 
     def __init__(self, problem: str) -> None:
         super().__init__("PORTAL_DATABASE_URL", problem)
+
+
+class QueryTimeout(PortalError):
+    """A query ran past its time limit and PostgreSQL cancelled it."""
+
+    def __init__(
+        self, seconds: float | None, hint: str = "narrow the range or the pattern"
+    ) -> None:
+        took = f"longer than {seconds:g} s" if seconds else "too long"
+        super().__init__(f"query took {took}; {hint}")

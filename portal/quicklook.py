@@ -18,7 +18,7 @@ from dash import html
 from dash.exceptions import PreventUpdate
 
 from portal import routes, settings
-from portal.db.engine import describe_unreachable, get_engine
+from portal.db.engine import describe_unreachable, get_engine, time_limit
 from portal.errors import BackendUnavailable, DatabaseUnavailable, PortalError
 from portal.timeparse import is_relative, parse_time
 
@@ -121,8 +121,14 @@ def _cfg() -> settings.Settings:
     return settings.get()
 
 
-#: Longest one ``sql`` statement may run (PostgreSQL ``statement_timeout``), in seconds.
+#: Longest one ``sql`` statement may run (PostgreSQL ``statement_timeout``), in seconds; in the
+#: web app ``PORTAL_QUERY_TIMEOUT_SECONDS`` when that is shorter.
 SQL_TIMEOUT_S = 30
+
+
+def _sql_timeout() -> float:
+    limit = time_limit()
+    return SQL_TIMEOUT_S if limit is None else min(SQL_TIMEOUT_S, limit)
 
 
 def sql(query: str, **params: Any) -> pd.DataFrame:
@@ -130,13 +136,15 @@ def sql(query: str, **params: Any) -> pd.DataFrame:
 
     The statement runs in a ``READ ONLY`` transaction that is rolled back afterwards, as one
     statement (prepared: ``COMMIT; ...`` cannot leave the transaction), and is cancelled after
-    ``SQL_TIMEOUT_S`` seconds: a quicklook cannot change the database or hold it up.
+    ``_sql_timeout()`` seconds: a quicklook cannot change the database or hold it up.
     """
     url = _cfg().database_url
     try:
         with get_engine(url).connect() as conn:
             conn.execution_options(postgresql_readonly=True)  # BEGIN READ ONLY
-            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {SQL_TIMEOUT_S * 1000}")
+            conn.exec_driver_sql(
+                f"SET LOCAL statement_timeout = {max(1, round(_sql_timeout() * 1000))}"
+            )
             driver: Any = conn.connection.driver_connection
             threshold = driver.prepare_threshold
             driver.prepare_threshold = 0  # extended protocol: exactly one statement
@@ -163,7 +171,7 @@ def _sql_error(url: str, exc: sa.exc.DBAPIError) -> PortalError:
         return PortalError(f"read-only: quicklook queries cannot change the database ({first})")
     if state == "57014":
         return PortalError(
-            f"the query ran longer than {SQL_TIMEOUT_S} s and was cancelled: "
+            f"the query ran longer than {_sql_timeout():g} s and was cancelled: "
             "narrow the time range or aggregate in SQL"
         )
     if state == "42601" and "multiple commands" in first:

@@ -282,6 +282,18 @@ class Settings:
     )
     web_bind: str = _setting("127.0.0.1:8050", _bind, "Address the portal's gunicorn listens on.")
     web_workers: int = _setting("2", _int(1, 64), "gunicorn worker processes for the portal.")
+    query_timeout_seconds: float = _setting(
+        "10",
+        _float(0.1, 3600),
+        "Longest one database query of a web page, quicklook or API request may run; "
+        "PostgreSQL cancels it after that (the CLI has no limit).",
+    )
+    max_request_bytes: int = _setting(
+        "8388608",
+        _int(1024, 2**31),
+        "Largest request body the portal reads (alert notifications, page callbacks); a larger "
+        "one is refused with 413.",
+    )
     collector_port: int = _setting(
         "9105", _int(1, 65535), "Port the host collector serves `/metrics` on."
     )

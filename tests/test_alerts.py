@@ -154,6 +154,15 @@ def test_webhook_accepts_grafana_contact_point_payload(client, database_url: str
         ({**_payload(), "alerts": [{**_payload()["alerts"][0], "labels": {"x": 1}}]}, "labels"),
         ({**_payload(), "alerts": "x"}, "'alerts' must be a list"),
         ({**_payload(), "alerts": [{"status": "weird"}]}, "alerts[0].status"),
+        # permanently bad data is 400 (Alertmanager would retry a 503 forever)
+        (_payload(host="cn\x0007"), "alerts[0].labels.host contains a NUL character"),
+        (_payload(host="cn\ud80007"), "alerts[0].labels.host contains an invalid character"),
+        (
+            {**_payload(), "alerts": [{**_payload()["alerts"][0], "startsAt": "not a time"}]},
+            "alerts[0].startsAt is not a timestamp",
+        ),
+        ({**_payload(), "alerts": _payload()["alerts"] * 1001}, "at most 1000 are accepted"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
     ],
 )
 def test_webhook_rejects_bad_payloads_and_stores_nothing(
@@ -168,6 +177,40 @@ def test_webhook_rejects_bad_payloads_and_stores_nothing(
     error = resp.get_json()["error"]
     assert message in error and "\n" not in error
     assert events.last_id(database_url) == before
+
+
+def test_webhook_database_outage_is_503_so_alertmanager_retries(
+    client, cfg: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = cfg.replace(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/none")
+    monkeypatch.setitem(client.application.config, "PORTAL_SETTINGS", dead)
+    resp = client.post("/api/alerts", json=_payload())
+    assert resp.status_code == 503 and "retry later" in resp.get_json()["error"]
+
+
+def test_real_app_refuses_huge_and_deeply_nested_bodies(
+    cfg: Settings, operator_auth: dict[str, str]
+) -> None:
+    """Through the real app: a 100 MB notification is 413 before it is read; JSON nested
+    100,000 deep is 400 on the webhook and on Dash's callback route, never a 500."""
+    from portal.web.app import create_app
+
+    web = create_app(cfg.replace(max_request_bytes=1_000_000)).test_client()
+    huge = web.post(
+        "/api/alerts",
+        data=b"[" + b" " * 100_000_000 + b"]",
+        content_type="application/json",
+        headers=operator_auth,
+    )
+    assert huge.status_code == 413 and huge.get_json() == {"error": "request body is too large"}
+    deep = "[" * 100_000 + "]" * 100_000
+    resp = web.post(
+        "/api/alerts", data=deep, content_type="application/json", headers=operator_auth
+    )
+    assert resp.status_code == 400
+    assert resp.get_json() == {"error": "request body is JSON nested too deeply"}
+    dash = web.post("/_dash-update-component", data=deep, content_type="application/json")
+    assert dash.status_code == 400
 
 
 def test_webhook_half_bad_notification_is_rejected_whole(client, database_url: str) -> None:

@@ -9,6 +9,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -276,7 +277,7 @@ def test_cli_bad_input_is_one_clear_error(sample: dict[str, str], portal_logs: I
     for args, text in [
         (("--since", "2 fortnights"), "neither a duration"),
         (("--level", "loud"), "unknown level"),
-        (("--grep", "a{2,1}"), "invalid regular expression"),
+        (("--grep", "a{2,1}", "--regex"), "invalid regular expression"),
         (("--since", "1h", "--until", "2h"), "--since must be before --until"),
         (("--limit", "-1"), "--limit must be 0 or more"),
     ]:
@@ -329,7 +330,8 @@ def test_api_logs_bad_input_is_400_with_one_sentence(client: flask.testing.Flask
         ({"since": "soon"}, "neither a duration"),
         ({"format": "xml"}, "is not one of text, jsonl"),
         ({"limit": "ten"}, "not a whole number"),
-        ({"grep": "a{2,1}"}, "invalid regular expression"),
+        ({"grep": "a{2,1}", "re": "1"}, "invalid regular expression"),
+        ({"query": '|~ "' + "(" * 500 + "a" + ")" * 500 + '"'}, "nested more than 50 groups"),
     ]:
         resp = client.get("/api/logs", query_string=params)
         assert resp.status_code == 400, params
@@ -461,3 +463,46 @@ def test_quicklook_logs_helper_returns_a_frame(sample: dict[str, object]) -> Non
     expected = ["beam 1 started", "beam 1 dropped 12 packets", "RFI mask\nfailed"]
     assert list(df["message"]) == expected
     assert str(df["time"].dt.tz) == "UTC"
+
+
+# -- hostile queries ---------------------------------------------------------------------------
+#: A backreference regex PostgreSQL needs about half a second per 100-character line for.
+SLOW_REGEX = r"(.*)(.*)(.*)\3\2\1$"
+
+
+def test_api_logs_query_is_cancelled_at_the_time_limit(cfg: Settings) -> None:
+    """A pathological regex over many days gets one 503 sentence at the limit, and PostgreSQL
+    runs nothing of it afterwards; ``grep`` alone is plain text, so the same text is harmless."""
+    from portal.web.app import create_app
+
+    host = f"slow-{uuid.uuid4().hex[:6]}"
+    now = datetime.now(UTC)
+    rows = [
+        (now - timedelta(minutes=i), host, "l1", "INFO", "abcdefghij" * 10 + str(i), "{}", host, i)
+        for i in range(60)  # about 30 s of regex work: far past the 1 s limit
+    ]
+    rows.append((now, host, "l1", "INFO", "literal (.*)(.*) text", "{}", host, 99))
+    with db_engine.connect_raw(cfg.database_url) as conn, conn.transaction():
+        copy_rows(conn, "log_lines", COLUMNS, rows)
+    client = create_app(cfg.replace(query_timeout_seconds=1)).test_client()
+    params = {"host": host, "grep": SLOW_REGEX, "since": "3650d"}
+    assert client.get("/api/logs", query_string=params).get_data() == b""  # text: no such line
+    plain = client.get("/api/logs", query_string={"host": host, "grep": "(.*)(.*)"})
+    assert messages(plain.get_data(as_text=True).splitlines()) == ["literal (.*)(.*) text"]
+    resp = client.get("/api/logs", query_string={**params, "re": "1"})
+    assert resp.status_code == 503, resp.get_data(as_text=True)
+    assert resp.get_json() == {
+        "error": "query took longer than 1 s; narrow the range or the pattern"
+    }
+    deadline = time.monotonic() + 30
+    with db_engine.connect_raw(cfg.database_url) as conn:
+        while True:
+            running = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state = 'active' AND query LIKE %s",
+                ("%message ~ %",),
+            ).fetchone()
+            if running == (0,):
+                break
+            assert time.monotonic() < deadline, "the cancelled query still runs"
+            time.sleep(0.1)

@@ -8,6 +8,7 @@ Kept apart from Flask so the rules of what is accepted are testable and reusable
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from portal.errors import PortalError
@@ -15,10 +16,23 @@ from portal.errors import PortalError
 TOPIC = "alert"
 STATUSES = ("firing", "resolved")
 VERSIONS = {"4": "alertmanager", "1": "grafana"}
+#: Most alerts one notification may carry (the generated Alertmanager config sends fewer).
+MAX_ALERTS = 1000
 
 
 class BadPayload(PortalError):
     """A webhook body that is not an Alertmanager v4 notification; nothing was recorded."""
+
+
+def _storable(text: str, where: str) -> str:
+    """``text`` when PostgreSQL can store it: no NUL character, no lone surrogate."""
+    if "\x00" in text:
+        raise BadPayload(f"{where} contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadPayload(f"{where} contains an invalid character (a lone surrogate)") from None
+    return text
 
 
 def _str_map(value: Any, where: str) -> dict[str, str]:
@@ -26,7 +40,25 @@ def _str_map(value: Any, where: str) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise BadPayload(f"{where} must be an object of string values")
+    for key, text in value.items():
+        _storable(key, f"{where} key {key[:40]!r}")
+        _storable(text, f"{where}.{key[:40]}")
     return dict(value)
+
+
+def _time(value: Any, where: str) -> str:
+    """An RFC 3339 timestamp as Alertmanager sends it (nanoseconds allowed)."""
+    if not isinstance(value, str) or not value:
+        raise BadPayload(f"{where} must be a timestamp string")
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise BadPayload(f"{where} is not a timestamp: {value[:40]!r}") from None
+    return value
+
+
+def _opt_str(value: Any, where: str) -> str | None:
+    return _storable(value, where) if isinstance(value, str) else None
 
 
 def _alert(raw: Any, index: int) -> dict[str, Any]:
@@ -39,21 +71,20 @@ def _alert(raw: Any, index: int) -> dict[str, Any]:
     labels = _str_map(raw.get("labels"), f"{where}.labels")
     if not labels.get("alertname"):
         raise BadPayload(f"{where}.labels has no alertname")
-    starts = raw.get("startsAt")
-    if not isinstance(starts, str) or not starts:
-        raise BadPayload(f"{where}.startsAt must be a timestamp string")
+    starts = _time(raw.get("startsAt"), f"{where}.startsAt")
     fingerprint = raw.get("fingerprint")
     if not isinstance(fingerprint, str) or not fingerprint:
         raise BadPayload(f"{where}.fingerprint must be a non-empty string")
+    _storable(fingerprint, f"{where}.fingerprint")
     return {
         "status": status,
         "alertname": labels["alertname"],
         "labels": labels,
         "annotations": _str_map(raw.get("annotations", {}), f"{where}.annotations"),
         "startsAt": starts,
-        "endsAt": raw.get("endsAt") if isinstance(raw.get("endsAt"), str) else None,
+        "endsAt": _opt_str(raw.get("endsAt"), f"{where}.endsAt"),
         "fingerprint": fingerprint,
-        "generatorURL": raw.get("generatorURL") if isinstance(raw.get("generatorURL"), str) else "",
+        "generatorURL": _opt_str(raw.get("generatorURL"), f"{where}.generatorURL") or "",
     }
 
 
@@ -70,5 +101,10 @@ def parse(body: Any) -> tuple[str, list[dict[str, Any]]]:
     alerts = body.get("alerts")
     if not isinstance(alerts, list):
         raise BadPayload("'alerts' must be a list")
-    receiver = body.get("receiver") if isinstance(body.get("receiver"), str) else ""
+    if len(alerts) > MAX_ALERTS:
+        raise BadPayload(
+            f"{len(alerts)} alerts in one notification; at most {MAX_ALERTS} are accepted "
+            "(set max_alerts in the Alertmanager webhook config)"
+        )
+    receiver = _opt_str(body.get("receiver"), "receiver") or ""
     return f"{VERSIONS[version]}:{receiver}", [_alert(a, i) for i, a in enumerate(alerts)]

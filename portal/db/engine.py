@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -14,6 +18,49 @@ from portal.redact import redact_url
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
+
+#: Longest a statement may run on connections handed out in this context (seconds); None: no
+#: limit. The web app sets it for each request, so every query a client triggers is cancelled
+#: by PostgreSQL itself after that long, even when the client has gone.
+_time_limit: ContextVar[float | None] = ContextVar("portal_statement_timeout", default=None)
+
+
+def time_limit() -> float | None:
+    """The statement time limit of this context, in seconds (None: none)."""
+    return _time_limit.get()
+
+
+def set_time_limit(seconds: float | None) -> None:
+    """Limit every statement on connections checked out from here on in this context."""
+    _time_limit.set(seconds)
+
+
+@contextmanager
+def limited(seconds: float | None) -> Iterator[None]:
+    """``set_time_limit`` for a block (scripts, tests), restored afterwards."""
+    token = _time_limit.set(seconds)
+    try:
+        yield
+    finally:
+        _time_limit.reset(token)
+
+
+def _timeout_ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _apply_limit(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    """On checkout: the connection's ``statement_timeout`` is this context's limit."""
+    want = _time_limit.get()
+    if record.info.get("statement_timeout", None) == want:
+        return
+    with dbapi_conn.cursor() as cur:
+        if want is None:
+            cur.execute("RESET statement_timeout")
+        else:
+            cur.execute(f"SET statement_timeout = {_timeout_ms(want)}")
+    dbapi_conn.commit()  # a session setting: kept after the transaction
+    record.info["statement_timeout"] = want
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -48,6 +95,7 @@ def get_engine(url: str) -> Engine:
                 max_overflow=5,
                 connect_args={"connect_timeout": 5, "application_name": "obsportal"},
             )
+            sa.event.listen(engine, "checkout", _apply_limit)
             _engines[url] = engine
         return engine
 
@@ -61,13 +109,19 @@ def dispose_all() -> None:
 
 
 def connect_raw(url: str, autocommit: bool = True, timeout: int = 5) -> psycopg.Connection:
-    """A dedicated psycopg connection outside the pool (LISTEN, long COPY streams)."""
+    """A dedicated psycopg connection outside the pool (LISTEN, long COPY streams), with this
+    context's statement time limit."""
+    limit = _time_limit.get()
+    extra: dict[str, Any] = {}
+    if limit is not None:
+        extra["options"] = f"-c statement_timeout={_timeout_ms(limit)}"
     try:
         return psycopg.connect(
             libpq_dsn(url),
             autocommit=autocommit,
             connect_timeout=timeout,
             application_name="obsportal",
+            **extra,
         )
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(describe_unreachable(url, exc)) from None

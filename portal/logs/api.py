@@ -15,7 +15,7 @@ from werkzeug.datastructures import MultiDict
 
 from portal import routes
 from portal.auth.roles import requires
-from portal.errors import BackendUnavailable, DatabaseUnavailable, PortalError
+from portal.errors import BackendUnavailable, DatabaseUnavailable, PortalError, QueryTimeout
 from portal.logs.filters import build_query
 from portal.logs.format import FORMATS, Record, formatter
 
@@ -54,7 +54,11 @@ def _filename(args: MultiDict[str, str]) -> str:
 @blueprint.get("/api/logs")
 @requires("viewer")
 def get_logs() -> flask.Response:
-    """Filters: host, component (repeatable, globs), level, since, until, grep, query, limit."""
+    """Filters: host, component (repeatable, globs), level, since, until, grep (text the message
+    contains; a regular expression with ``re=1``), query, limit.
+
+    A query running past ``PORTAL_QUERY_TIMEOUT_SECONDS`` is cancelled: 503 with one sentence.
+    """
     args = flask.request.args
     fmt = args.get("format", "text")
     try:
@@ -70,12 +74,13 @@ def get_logs() -> flask.Response:
             args.get("grep") or None,
             args.get("i", "") in ("1", "true", "yes"),
             _int(args.get("limit"), "limit"),
+            regex=args.get("re", "") in ("1", "true", "yes"),
         )
         from portal.logs.query import stream
 
         records = stream(routes.settings().database_url, q)
         first = next(records, None)
-    except (DatabaseUnavailable, BackendUnavailable) as exc:
+    except (DatabaseUnavailable, BackendUnavailable, QueryTimeout) as exc:
         return routes.error_response(503, str(exc))
     except PortalError as exc:
         return routes.error_response(400, str(exc))

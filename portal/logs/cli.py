@@ -134,7 +134,10 @@ def _record(fields: dict[str, Any]) -> Record:
 @click.option("--level", help="Minimum level: DEBUG, INFO, WARNING, ERROR, CRITICAL.")
 @click.option("--since", help="Start: 30m, 2h, 3d, 1w ago, or an ISO time.")
 @click.option("--until", help="End (exclusive): same forms as --since.")
-@click.option("--grep", help="Regular expression the message must match (PostgreSQL syntax).")
+@click.option("--grep", help="Text the message must contain (a regular expression with --regex).")
+@click.option(
+    "--regex", is_flag=True, help="Read --grep as a regular expression (PostgreSQL syntax)."
+)
 @click.option("-i", "--ignore-case", is_flag=True, help="Make --grep case-insensitive.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (live tail).")
@@ -168,6 +171,7 @@ def logs(
     since: str | None,
     until: str | None,
     grep: str | None,
+    regex: bool,
     ignore_case: bool,
     fmt: str,
     follow: bool,
@@ -184,7 +188,9 @@ def logs(
     if rejected:
         write_lines(rejected_lines(cfg, fmt))
         return
-    q = build_query(selector, hosts, components, level, since, until, grep, ignore_case, limit)
+    q = build_query(
+        selector, hosts, components, level, since, until, grep, ignore_case, limit, regex
+    )
     if follow and source == "loki":
         raise PortalError("--follow works with the PostgreSQL store only (--source db)")
     if tail is not None and source == "loki":

@@ -28,8 +28,9 @@ class LogQuery:
     min_level: str | None = None
     since: datetime | None = None
     until: datetime | None = None
-    grep: str | None = None
+    grep: str | None = None  # text the message contains (a regular expression with ``regex``)
     ignore_case: bool = False
+    regex: bool = False
     selector: Selector | None = None
     limit: int | None = None
     newest_first: bool = False  # with ``limit``: the last lines of the range (a page's tail)
@@ -54,6 +55,7 @@ def build_query(
     grep: str | None,
     ignore_case: bool = False,
     limit: int | None = None,
+    regex: bool = False,
 ) -> LogQuery:
     """Turn user input (CLI options or URL parameters) into a query, or one clear error."""
     now = datetime.now(UTC)
@@ -67,6 +69,7 @@ def build_query(
         until=parse_time(until, "--until", now) if until else None,
         grep=grep or None,
         ignore_case=ignore_case,
+        regex=regex,
         selector=parse_selector(selector) if selector else None,
         limit=limit,
     )

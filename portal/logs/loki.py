@@ -198,8 +198,11 @@ def logql_for(q: LogQuery) -> str:
     if q.selector:
         matchers += [f"{m.label}{m.op}{json.dumps(m.value)}" for m in q.selector.matchers]
         stages = "".join(f" {f.op} {json.dumps(f.value)}" for f in q.selector.filters)
-    if q.grep:
-        stages += f" |~ {json.dumps(('(?i)' if q.ignore_case else '') + q.grep)}"
+    if q.grep and not q.regex and not q.ignore_case:
+        stages += f" |= {json.dumps(q.grep)}"
+    elif q.grep:
+        pattern = q.grep if q.regex else re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", q.grep)
+        stages += f" |~ {json.dumps(('(?i)' if q.ignore_case else '') + pattern)}"
     if not matchers:
         matchers.append('host=~".+"')  # Loki needs one matcher that excludes the empty value
     return "{" + ",".join(matchers) + "}" + stages

@@ -20,8 +20,8 @@ import psycopg
 import sqlalchemy.exc
 from psycopg import sql
 
-from portal.db.engine import describe_unreachable, get_engine
-from portal.errors import DatabaseUnavailable, PortalError
+from portal.db.engine import describe_unreachable, get_engine, time_limit
+from portal.errors import DatabaseUnavailable, PortalError, QueryTimeout
 from portal.globs import like_pattern
 from portal.logs.filters import LEVELS, LogQuery, parse_level
 from portal.logs.format import Record
@@ -77,8 +77,11 @@ def where(q: LogQuery) -> tuple[sql.Composable, list[Any]]:
         conds.append((sql.SQL("time >= %s"), [q.since]))
     if q.until:
         conds.append((sql.SQL("time < %s"), [q.until]))
-    if q.grep:
+    if q.grep and q.regex:
         conds.append((sql.SQL("message ~* %s" if q.ignore_case else "message ~ %s"), [q.grep]))
+    elif q.grep:  # plain text: no pattern can make the search slow
+        message = "lower(message), lower(%s)" if q.ignore_case else "message, %s"
+        conds.append((sql.SQL(f"strpos({message}) > 0"), [q.grep]))
     if q.selector:
         for m in q.selector.matchers:
             col = _label(m.label)
@@ -135,11 +138,13 @@ def stream(url: str, q: LogQuery, itersize: int = 5000) -> Iterator[Record]:
             cur.itersize = itersize
             try:
                 cur.execute(stmt, params)
+                for row in cur:
+                    yield Record._make(row)
             except psycopg.errors.DataError as exc:  # e.g. a regex PostgreSQL cannot compile
                 problem = str(exc).strip().splitlines()[0]
                 raise PortalError(f"the log store rejected the query: {problem}") from None
-            for row in cur:
-                yield Record._make(row)
+            except psycopg.errors.QueryCanceled:  # the context's time limit (web requests)
+                raise QueryTimeout(time_limit()) from None
     finally:
         with contextlib.suppress(psycopg.Error):
             conn.rollback()
@@ -291,8 +296,10 @@ def query_frame(
     selector: str | None = None,
     limit: int | None = 1000,
     database_url: str | None = None,
+    regex: bool = False,
 ) -> Any:
-    """Matching lines as a pandas DataFrame, for quicklook plugins (``portal.quicklook.logs``)."""
+    """Matching lines as a pandas DataFrame, for quicklook plugins (``portal.quicklook.logs``);
+    ``grep`` is text the message contains, a regular expression with ``regex=True``."""
     import pandas as pd
 
     from portal import settings
@@ -310,6 +317,7 @@ def query_frame(
         since=when(since, "since"),
         until=when(until, "until"),
         grep=grep or None,
+        regex=regex,
         selector=parse_selector(selector) if selector else None,
         limit=limit,
     )

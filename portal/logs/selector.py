@@ -126,13 +126,44 @@ class _Parser:
         raise self.fail("unterminated string (missing closing quote)", start)
 
 
+#: Deepest group nesting a regex may have (a pattern nested hundreds deep is an attack, not a
+#: query: it would exhaust the parser's stack).
+MAX_REGEX_DEPTH = 50
+
+
+def _depth(value: str) -> int:
+    """How deeply ``(`` groups nest in ``value`` (escaped and bracketed parentheses skipped)."""
+    depth = deepest = 0
+    i, in_class = 0, False
+    while i < len(value):
+        ch = value[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")":
+            depth -= 1
+        i += 1
+    return deepest
+
+
 def _check_regex(p: _Parser, value: str, at: int) -> None:
+    if _depth(value) > MAX_REGEX_DEPTH:
+        raise p.fail(f"regular expression nested more than {MAX_REGEX_DEPTH} groups deep", at)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             re.compile(value)
     except re.error as exc:
         raise p.fail(f"invalid regular expression ({exc.msg})", at) from None
+    except RecursionError:
+        raise p.fail("regular expression nested too deeply", at) from None
 
 
 def parse(text: str) -> Selector:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from portal import plugins
+from portal.alerts.payload import MAX_ALERTS
 from portal.auth.bootstrap import alertmanager_token_file
 from portal.settings import Settings
 
@@ -83,6 +84,7 @@ def alertmanager_config(cfg: Settings) -> dict:
             {
                 "url": f"{cfg.web_url}/api/alerts",
                 "send_resolved": True,
+                "max_alerts": MAX_ALERTS,  # the portal refuses larger notifications
                 # the webhook needs a token (portal.auth.bootstrap registers this one)
                 "http_config": {
                     "authorization": {

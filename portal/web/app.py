@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import dash
 import flask
 from dash import html, set_props
+from flask.json.provider import DefaultJSONProvider
 
 from portal import plugins, routes
 from portal import quicklook as ql
 from portal.auth import web as auth_web
 from portal.auth.ui import user_bar
+from portal.db import engine as db_engine
 from portal.errors import PortalError
 from portal.settings import Settings
 from portal.web import dash_compat, errors, loader, metrics, shell, sources
@@ -55,12 +58,38 @@ def plugin_errors(cfg: Settings) -> html.Div | None:
     )
 
 
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, where a body nested too deeply is bad JSON (400), not a RecursionError."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
+def limit_queries(server: flask.Flask) -> None:
+    """Every query a request triggers (pages, callbacks, API) has PORTAL_QUERY_TIMEOUT_SECONDS."""
+
+    def start() -> None:
+        db_engine.set_time_limit(routes.settings().query_timeout_seconds)
+
+    def end(_exc: BaseException | None) -> None:
+        db_engine.set_time_limit(None)
+
+    server.before_request(start)
+    server.teardown_request(end)
+
+
 def create_app(cfg: Settings) -> flask.Flask:
     """The portal's WSGI app: Dash pages (built-in + quicklooks) on a Flask server."""
     dash_compat.reset_globals()  # pages and callbacks of a previous app in this process
     server = flask.Flask("portal")
     metrics.install(server)
     server.config[routes.CONFIG_KEY] = cfg  # request code reads it with routes.settings()
+    limit_queries(server)  # first: the access check below queries the database too
+    server.config["MAX_CONTENT_LENGTH"] = cfg.max_request_bytes  # larger bodies: 413
+    server.json = JSONProvider(server)
     errors.install(server)  # JSON error bodies on /api/*
     auth_web.install(server, cfg)  # who is asking, and may they
     register_blueprints(server, cfg)

@@ -5,9 +5,13 @@ from __future__ import annotations
 from http import HTTPStatus
 
 import flask
+import psycopg
+import sqlalchemy.exc
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 
+from portal.db.engine import time_limit
+from portal.errors import QueryTimeout
 from portal.routes import error_response
 
 API_PREFIX = "/api/"
@@ -51,7 +55,20 @@ def _api_only() -> None:
     api.bind_to_environ(req.environ).match()  # raises NotFound or MethodNotAllowed
 
 
+def _cancelled(exc: Exception) -> flask.Response:
+    """A statement cancelled by its time limit: 503 and one sentence, not a 500."""
+    orig = getattr(exc, "orig", exc)
+    if isinstance(exc, QueryTimeout):
+        return error_response(503, str(exc))
+    if isinstance(orig, psycopg.errors.QueryCanceled):
+        return error_response(503, str(QueryTimeout(time_limit())))
+    raise exc
+
+
 def install(server: flask.Flask) -> None:
-    """Answer 400/404/405/413/500 (any HTTP error) on ``/api/*`` with the JSON error body."""
+    """Answer 400/404/405/413/500 (any HTTP error) on ``/api/*`` with the JSON error body, and
+    a query cancelled by its time limit with 503."""
     server.before_request(_api_only)
     server.register_error_handler(HTTPException, _handle)
+    for kind in (QueryTimeout, psycopg.errors.QueryCanceled, sqlalchemy.exc.OperationalError):
+        server.register_error_handler(kind, _cancelled)

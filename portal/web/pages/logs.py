@@ -43,6 +43,7 @@ def layout(
     grep: str = "",
     query: str = "",
     live: bool = False,
+    regex: bool = False,
     **params: Any,
 ) -> html.Div:
     """Filters as in ``portal logs``; links from host and component pages prefill them."""
@@ -60,7 +61,13 @@ def layout(
                         clearable=False,
                         style={"width": "13em", "display": "inline-block"},
                     ),
-                    _input("logs-grep", grep, "regex in message"),
+                    _input("logs-grep", grep, "text in message"),
+                    dcc.Checklist(
+                        id="logs-regex",
+                        options=[{"label": " regex", "value": "re"}],
+                        value=["re"] if regex else [],
+                        style={"display": "inline-block", "marginRight": "0.5em"},
+                    ),
                     _input("logs-query", query, '{host="cn07"} |= "dropped"', "22em"),
                     dcc.Checklist(
                         id="logs-live",
@@ -92,10 +99,19 @@ def _toggle_tail(live: list[str] | None) -> bool:
 
 
 def api_params(
-    tr: ql.TimeRange, host: str, component: str, level: str, grep: str, query: str, live: bool
+    tr: ql.TimeRange,
+    host: str,
+    component: str,
+    level: str,
+    grep: str,
+    query: str,
+    live: bool,
+    regex: bool = False,
 ) -> dict[str, str]:
     """The ``/api/logs`` parameters for what the page shows (live tail: up to now)."""
     params = {"host": host, "component": component, "level": level, "grep": grep}
+    if grep and regex:
+        params["re"] = "1"
     params |= {"query": query, "since": tr.start.isoformat()}
     if not live:
         params["until"] = tr.end.isoformat()
@@ -111,6 +127,7 @@ def api_params(
     Input("logs-level", "value"),
     Input("logs-grep", "value"),
     Input("logs-query", "value"),
+    Input("logs-regex", "value"),
     Input("logs-tick", "n_intervals"),
     Input(ql.TIME_RANGE, "data"),
     State("logs-live", "value"),
@@ -122,6 +139,7 @@ def refresh(
     level: str | None,
     grep: str | None,
     query: str | None,
+    regex_value: list[str] | None,
     _tick: int | None,
     tr_data: dict[str, Any] | None,
     live_value: list[str] | None,
@@ -130,7 +148,7 @@ def refresh(
     tr = ql.TimeRange.from_store(tr_data)
     live = "live" in (live_value or [])
     h, c, lv, g, qs = ((v or "").strip() for v in (host, component, level, grep, query))
-    params = api_params(tr, h, c, lv, g, qs, live)
+    params = api_params(tr, h, c, lv, g, qs, live, "re" in (regex_value or []))
     href = "/api/logs?" + urlencode({**params, "download": "1"})
     try:
         q = build_query(
@@ -142,6 +160,7 @@ def refresh(
             params.get("until"),
             params.get("grep"),
             limit=SHOWN,
+            regex="re" in params,
         )
         recs = list(stream(routes.settings().database_url, replace(q, newest_first=True)))
     except SelectorError as exc:
