@@ -119,6 +119,15 @@ def _choice(*choices: str) -> Callable[[str, str], str]:
     return parse
 
 
+def _host_names(name: str, raw: str) -> tuple[str, ...]:
+    """``Host`` header values: ``name``, ``name:port``, ``[::1]:port`` or ``*``."""
+    out = tuple(p.strip().lower() for p in raw.split(",") if p.strip())
+    for host in out:
+        if host != "*" and not re.fullmatch(r"(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(:\d{1,5})?", host):
+            raise SettingsError(name, f"{host!r} is not a host name, host:port or *")
+    return out
+
+
 def _text(name: str, raw: str) -> str:
     return raw
 
@@ -282,6 +291,13 @@ class Settings:
     )
     web_bind: str = _setting("127.0.0.1:8050", _bind, "Address the portal's gunicorn listens on.")
     web_workers: int = _setting("2", _int(1, 64), "gunicorn worker processes for the portal.")
+    allowed_hosts: tuple[str, ...] = _setting(
+        "",
+        _host_names,
+        "Comma-separated `Host` header values the portal answers (`name` or `name:port`, `*` for "
+        "any); any other gets 400 (DNS rebinding). Empty: the host of `PORTAL_WEB_BIND`, "
+        "`localhost` and `127.0.0.1`.",
+    )
     query_timeout_seconds: float = _setting(
         "10",
         _float(0.1, 3600),
@@ -397,6 +413,17 @@ class Settings:
         host = self.web_bind.rpartition(":")[0]
         host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         return f"http://{host}:{self.web_port}"
+
+    @property
+    def host_allow_list(self) -> tuple[str, ...]:
+        """``PORTAL_ALLOWED_HOSTS``, or the bind host, ``localhost`` and ``127.0.0.1``."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        bound = self.web_bind.rpartition(":")[0].strip("[]").lower()
+        names = {"localhost", "127.0.0.1", "[::1]"}
+        if bound and bound not in ("0.0.0.0", "::"):
+            names.add(f"[{bound}]" if ":" in bound else bound)
+        return tuple(sorted(names))
 
     @property
     def spool_dir(self) -> Path:

@@ -354,6 +354,32 @@ def _alert(name: str) -> dict[str, Any]:
     }
 
 
+def test_only_the_portals_own_host_names_are_answered(secured: flask.Flask, cfg: Settings) -> None:
+    """DNS rebinding: another site's name resolving to 127.0.0.1 gets 400 on every path."""
+    from portal.settings import load
+    from portal.web.app import host_allowed
+
+    port = cfg.web_port
+    for base in ("http://localhost", f"http://127.0.0.1:{port}", f"http://[::1]:{port}"):
+        assert secured.test_client().get("/healthz", base_url=base).status_code == 200, base
+    for path in ("/healthz", "/api/pages", "/", "/login"):
+        resp = secured.test_client().get(path, base_url=f"http://rebind.example:{port}")
+        assert resp.status_code == 400, path
+        assert resp.get_json() == {
+            "error": f"Host 'rebind.example:{port}' is not a name of this portal "
+            "(PORTAL_ALLOWED_HOSTS)"
+        }
+    listed = load({**os.environ, "PORTAL_ALLOWED_HOSTS": "Portal.Example.org, 10.0.0.5:8050"})
+    assert listed.host_allow_list == ("portal.example.org", "10.0.0.5:8050")
+    assert host_allowed("portal.example.org:443", listed.host_allow_list)
+    assert host_allowed("10.0.0.5:8050", listed.host_allow_list)
+    assert not host_allowed("10.0.0.5:9999", listed.host_allow_list)
+    assert not host_allowed("localhost", listed.host_allow_list)
+    assert host_allowed("anything", ("*",))
+    with pytest.raises(PortalError, match="PORTAL_ALLOWED_HOSTS: 'a b' is not a host name"):
+        load({**os.environ, "PORTAL_ALLOWED_HOSTS": "a b"})
+
+
 def test_webhook_needs_an_operator_token(
     secured: flask.Flask, cfg: Settings, role_tokens: dict[str, str]
 ) -> None:

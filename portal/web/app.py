@@ -68,6 +68,32 @@ class JSONProvider(DefaultJSONProvider):
             raise ValueError("JSON nested too deeply") from None
 
 
+def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    """``host`` (a ``Host`` header) is in ``allowed``; an entry without a port allows any."""
+    host = host.strip().lower()
+    if "*" in allowed or host in allowed:
+        return True
+    name = host if host.endswith("]") or ":" not in host else host.rpartition(":")[0]
+    return name in allowed
+
+
+def check_host(server: flask.Flask) -> None:
+    """Answer only to the portal's own names: another site's name resolving to 127.0.0.1 (DNS
+    rebinding) gets 400, so a page there cannot read the portal through the browser."""
+
+    def check() -> flask.Response | None:
+        req = flask.request
+        if req.environ.get(auth_web.WARMUP):
+            return None
+        if host_allowed(req.host, routes.settings().host_allow_list):
+            return None
+        return routes.error_response(
+            400, f"Host {req.host[:100]!r} is not a name of this portal (PORTAL_ALLOWED_HOSTS)"
+        )
+
+    server.before_request(check)
+
+
 def limit_queries(server: flask.Flask) -> None:
     """Every query a request triggers (pages, callbacks, API) has PORTAL_QUERY_TIMEOUT_SECONDS."""
 
@@ -87,7 +113,8 @@ def create_app(cfg: Settings) -> flask.Flask:
     server = flask.Flask("portal")
     metrics.install(server)
     server.config[routes.CONFIG_KEY] = cfg  # request code reads it with routes.settings()
-    limit_queries(server)  # first: the access check below queries the database too
+    check_host(server)  # first of all: a request for another site's name goes no further
+    limit_queries(server)  # before the access check, which queries the database too
     server.config["MAX_CONTENT_LENGTH"] = cfg.max_request_bytes  # larger bodies: 413
     server.json = JSONProvider(server)
     errors.install(server)  # JSON error bodies on /api/*
