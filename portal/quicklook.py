@@ -5,6 +5,7 @@ Plugins import only this module, so the portal's internals can move without brea
 
 from __future__ import annotations
 
+import logging
 import re
 import traceback
 from collections.abc import Callable
@@ -37,6 +38,8 @@ __all__ = [
     "sql",
     "unavailable",
 ]
+
+_log = logging.getLogger("portal.web.errors")
 
 #: Id of the ``dcc.Store`` holding the shared picker's range: ``Input(TIME_RANGE, "data")``.
 TIME_RANGE = "portal-time-range"
@@ -245,11 +248,29 @@ def guard(make: Callable[[], Any]) -> Any:
         return unavailable(err)
 
 
+def _shows_traceback() -> tuple[bool, str]:
+    """(whether this request may see tracebacks, its request id): admins only; code running
+    outside a request (scripts, tests) is local and sees them."""
+    import flask
+
+    if not flask.has_request_context():
+        return True, ""
+    who = routes.identity()
+    return who.role == "admin", who.request_id
+
+
 def error_card(title: str, exc: BaseException) -> html.Div:
-    """A plugin failure: what broke and the full traceback, shown only on that page."""
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return html.Div(
-        [html.H3(title), html.Pre(tb, className="portal-traceback")],
-        className="portal-error-card",
-        role="alert",
-    )
+    """A plugin failure, shown only on that page: the full traceback for admins; everyone else
+    gets one line with the request id, and the portal log has the traceback under that id."""
+    admin, rid = _shows_traceback()
+    _log.error("%s (request %s)", title, rid or "-", exc_info=exc)
+    body: html.Pre | html.P
+    if admin:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        body = html.Pre(tb, className="portal-traceback")
+    else:
+        body = html.P(
+            f"An error occurred (request id {rid}); the portal's log has the details for an admin.",
+            className="portal-error-ref",
+        )
+    return html.Div([html.H3(title), body], className="portal-error-card", role="alert")

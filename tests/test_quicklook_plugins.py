@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,6 +185,37 @@ def test_dropped_plugin_appears_live_and_edits_apply(
     assert browser.console_errors() == []
 
 
+def error_card(browser: Browser, url: str) -> str:
+    browser.driver.get(url)
+    return str(
+        browser.wait(
+            lambda: browser.js(
+                "const c = document.querySelector('.portal-error-card');return c && c.innerText"
+            ),
+            what=f"error card of {url}",
+        )
+    )
+
+
+def log_in_as_admin(browser: Browser, portal: PortalProcess) -> None:
+    from selenium.webdriver.common.by import By
+
+    from portal.auth import users
+    from portal.auth.identity import Identity
+
+    name, password = f"adm{uuid.uuid4().hex[:6]}", "an admin password"
+    who = Identity("test-quicklook-plugins", "cli", "admin", "local")
+    users.add(portal.env["PORTAL_DATABASE_URL"], who, name, "admin", password)
+    d = browser.driver
+    d.get(f"{portal.url}/login")
+    d.find_element(By.ID, "login-user").send_keys(name)
+    d.find_element(By.ID, "login-password").send_keys(password)
+    d.find_element(By.ID, "login-submit").click()
+    browser.wait(
+        lambda: d.find_element(By.ID, "portal-user").text.endswith("(admin)"), what="login"
+    )
+
+
 def test_broken_plugins_are_isolated_with_traceback_and_logged(
     portal: PortalProcess, plugins: Path, browser: Browser
 ) -> None:
@@ -198,23 +231,28 @@ def test_broken_plugins_are_isolated_with_traceback_and_logged(
         "bad_layout": "ZeroDivisionError",
         "bad_callback": "KeyError: 'beam 99'",
     }
-    for name, error in expect.items():
-        browser.driver.get(f"{portal.url}/quicklooks/{name}")
-        card = browser.wait(
-            lambda: browser.js(
-                "const c = document.querySelector('.portal-error-card');return c && c.innerText"
-            ),
-            what=f"error card of {name}",
-        )
-        assert error in card and f"{name}.py" in card and "Traceback" in card, card
+    ids = {}
+    for name, error in expect.items():  # an anonymous viewer: one line and a request id
+        card = error_card(browser, f"{portal.url}/quicklooks/{name}")
+        assert f"{name}.py" in card and "Traceback" not in card and error not in card, card
+        found = re.search(r"request id (\w+)", card)
+        assert found, card
+        ids[name] = found.group(1)
+    with Browser() as admin:  # an admin's session: the traceback
+        log_in_as_admin(admin, portal)
+        for name, error in expect.items():
+            card = error_card(admin, f"{portal.url}/quicklooks/{name}")
+            assert error in card and f"{name}.py" in card and "Traceback" in card, card
     for path, marker in (("/", "Hosts"), ("/quicklooks/candidates_per_beam", "Candidates")):
         browser.driver.get(portal.url + path)
         browser.wait_rendered()
         assert browser.js("return document.querySelectorAll('.portal-error-card').length") == 0
         assert marker in browser.page_text()
     log = portal.log()
-    for name in expect:
+    for name, error in expect.items():
         assert f"{name}.py" in log, f"portal log does not name {name}.py"
+        after = log[log.index(f"(request {ids[name]})") :]  # the viewer's id, then the traceback
+        assert "Traceback" in after and error in after, name
     for name in BROKEN:
         (plugins / name).unlink()
     assert wait_until(lambda: "/quicklooks/bad_callback" not in pages(portal), 60, interval=0.2)
@@ -283,13 +321,13 @@ def test_each_list_element_fails_on_its_own(
     title = "const g = el.querySelector('.js-plotly-plot'); return g && g.layout.title.text"
     assert part(browser, "parts_list", 0, title) == "first part"
     card = str(part(browser, "parts_list", 1, "return el.innerText"))
-    assert "KeyError: 'beam 42'" in card and "parts_list.py" in card and "Traceback" in card
+    assert "parts_list.py" in card and "request id" in card and "Traceback" not in card
     assert part(browser, "parts_list", 1, "return !!el.querySelector('.portal-error-card')")
     notice = str(part(browser, "parts_list", 2, "return el.innerText"))
     assert "no_such_table" in notice and "Traceback" not in notice
     assert part(browser, "parts_list", 2, "return !!el.querySelector('.portal-notice')")
     assert part(browser, "parts_list", 3, "return el.innerText.trim()") == "last part"
-    assert "parts_list.py" in portal.log()
+    assert "parts_list.py" in portal.log() and "KeyError: 'beam 42'" in portal.log()
 
 
 def test_signature_controls_change_the_url_and_the_graph(

@@ -68,3 +68,24 @@ def test_sql_cannot_write_and_runs_one_statement(
     monkeypatch.setattr(ql, "SQL_TIMEOUT_S", 1)
     with pytest.raises(PortalError, match="longer than 1 s and was cancelled"):
         ql.sql("SELECT pg_sleep(3)")
+
+
+def test_error_card_shows_the_traceback_to_admins_only(caplog: pytest.LogCaptureFixture) -> None:
+    """Everyone else gets one line with the request id; the log has the traceback under it."""
+    import flask
+
+    from portal.auth.identity import Identity
+
+    try:
+        raise ValueError("internal detail")
+    except ValueError as exc:
+        err = exc
+    app = flask.Flask("error_card_test")
+    for role, shown in (("viewer", False), ("operator", False), ("admin", True)):
+        with app.test_request_context():
+            flask.g.portal_identity = Identity("someone", "user", role, "", "rid0042")
+            text = repr(ql.error_card("probe.py: layout() failed", err))
+        assert "probe.py: layout() failed" in text
+        assert ("Traceback" in text) is shown and ("internal detail" in text) is shown, role
+        assert shown or "request id rid0042" in text
+    assert "(request rid0042)" in caplog.text and "internal detail" in caplog.text

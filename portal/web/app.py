@@ -130,7 +130,7 @@ def create_app(cfg: Settings) -> flask.Flask:
         file = loader.file_of(err, pages)
         where = file.name if file else "a portal callback"
         metrics.PAGE_ERRORS.labels(file.stem if file else "portal").inc()
-        log.error("callback in %s failed", file or "the portal", exc_info=err)
+        log.error("callback in %s failed", file or "the portal")  # traceback: error_card
         set_props(
             "portal-callback-error", {"children": ql.error_card(f"{where}: callback failed", err)}
         )

@@ -119,7 +119,7 @@ def _wrap(page: Page, fn: Callable[..., Any] | None) -> Callable[..., Any]:
             except PortalError as err:
                 body = ql.unavailable(err)
             except Exception as exc:  # noqa: BLE001 - a broken page must not break the portal
-                log.error("page %s (%s): layout failed", page.name, page.file, exc_info=exc)
+                log.error("page %s (%s): layout failed", page.name, page.file)
                 body = ql.error_card(f"{page.file.name}: layout() failed", exc)
         return html.Div(
             [
@@ -136,9 +136,8 @@ def _wrap(page: Page, fn: Callable[..., Any] | None) -> Callable[..., Any]:
 
 
 def _broken(page: Page, exc: BaseException) -> Callable[..., Any]:
-    card = ql.error_card(f"{page.file.name} could not be loaded", exc)
-
     def layout(**_query: Any) -> html.Div:
+        card = ql.error_card(f"{page.file.name} could not be loaded", exc)  # per visitor's role
         return html.Div(
             [html.H2(page.title, className="portal-page-title"), card],
             className="portal-page",

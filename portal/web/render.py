@@ -141,7 +141,7 @@ def failure(exc: BaseException, part: Part, what: str) -> Any:
     """A PortalError as its one-line notice; anything else as an error card naming the file."""
     if isinstance(exc, PortalError):
         return ql.unavailable(exc)
-    log.error("page %s (%s): %s failed", part.page_name, part.file, what, exc_info=exc)
+    log.error("page %s (%s): %s failed", part.page_name, part.file, what)
     return ql.error_card(f"{part.file.name}: {what} failed", exc)
 
 
