@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -227,6 +228,38 @@ def test_events_page_is_live(
     assert "webtest.live" not in browser.page_text()
     events.publish(database_url, "webtest.live", {"beam": 3}, source="pytest")
     browser.wait(lambda: "webtest.live" in browser.page_text(), what="the new event on the page")
+    assert browser.console_errors() == []
+
+
+def test_events_page_sends_a_bounded_page(
+    portal: PortalProcess, browser: Browser, web_sample_data: dict[str, object]
+) -> None:
+    """Many events with large payloads: at most 200 rows a refresh, payloads cut, a note, and
+    'older' pages through the rest."""
+    from selenium.webdriver.common.by import By
+
+    from portal.events import bus as events
+
+    LIMIT, PAYLOAD_CHARS = 200, 300  # portal/web/pages/events.py (not imported: it registers
+    # callbacks in this process)
+
+    topic = f"webtest.bulk{uuid.uuid4().hex[:6]}"
+    for i in range(LIMIT + 30):
+        events.publish(str(web_sample_data["url"]), topic, {"n": i, "blob": "x" * 5000}, "pytest")
+    rows = "return document.querySelectorAll('#events-table tbody tr').length"
+    visit(browser, f"{portal.url}/events?range=1h&topic={topic}")
+    browser.wait(lambda: browser.js(rows) == LIMIT, what=f"{LIMIT} rows")
+    note = browser.driver.find_element(By.ID, "events-note").text
+    assert f"at most {LIMIT} a page" in note and f"cut at {PAYLOAD_CHARS}" in note, note
+    longest = "return Math.max(...[...document.querySelectorAll('#events-table td')]" + (
+        ".map(td => td.innerText.length))"
+    )
+    assert browser.js(longest) <= PAYLOAD_CHARS + 1
+    browser.driver.find_element(By.ID, "events-older").click()
+    browser.wait(lambda: browser.js(rows) == 30, what="the 30 older events")
+    assert "at most" not in browser.driver.find_element(By.ID, "events-note").text
+    browser.driver.find_element(By.ID, "events-newest").click()
+    browser.wait(lambda: browser.js(rows) == LIMIT, what="back to the newest")
     assert browser.console_errors() == []
 
 
