@@ -12,6 +12,11 @@ JSON text), and labels beyond ``MAX_LABELS_CHARS`` of JSON in total are dropped,
 ``_truncated`` label. A record's own ``host``/``component`` keys are labels like any other (the
 shipper stores them as ``record_host``/``record_component``); the shipper's host and component
 columns are cut at ``MAX_NAME_CHARS``.
+
+Terminal colour codes (ANSI escapes) are removed before anything else. A record may span lines
+(a Python traceback): ``parse_line`` takes its text joined by ``\n``, reads the time and level
+from the first line and keeps the rest as part of the message; ``line_kind`` tells the shipper
+which lines open a record.
 """
 
 from __future__ import annotations
@@ -69,6 +74,35 @@ _LEVEL_WORD = re.compile(r"\[?\b(" + _LEVEL_ALT + r")\b\]?:?")
 # of surrogates
 _DECODED_SUSPECT = re.compile(r"NaN|Infinity|\\u0000|\\u[dD][89a-fA-F]")
 _LOGFMT = re.compile(r'([A-Za-z_@][\w.@-]*)=("(?:[^"\\]|\\.)*"|\S*)')
+# CSI (colours, cursor), OSC (titles, links) and two-byte escapes
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH_ALT = "|".join(_MONTHS)
+# syslog's <PRI> (RFC 3164 and 5424, whose version "1" follows it)
+_PRI = re.compile(r"<(?P<pri>\d{1,3})>(?:1 )?")
+# RFC 3164: "Dec  1 14:05:03" (no year, local time of the sender; read as UTC)
+_SYSLOG = re.compile(
+    r"(?P<mon>" + _MONTH_ALT + r") (?P<day>[ \d]?\d) (?P<clock>\d{2}:\d{2}:\d{2})"
+    r"(?:\.(?P<frac>\d{1,6}))?(?=\s|$)"
+)
+# Apache/nginx (common log format): [01/Dec/2026:14:05:03 +0000]
+_CLF = re.compile(
+    r"\[(?P<day>\d{2})/(?P<mon>" + _MONTH_ALT + r")/(?P<year>\d{4}):(?P<clock>\d{2}:\d{2}:\d{2})"
+    r"(?: (?P<tz>[+-]\d{4}))?\]"
+)
+# a leading epoch number: seconds (10 digits, optional fraction) or milliseconds (13 digits)
+_EPOCH = re.compile(r"(?P<num>\d{10}(?:\.\d{1,9})?|\d{13})(?=\s|$)")
+_EPOCH_TEXT = re.compile(r"-?\d{9,19}(?:\.\d{1,9})?")
+_SEVERITY = ("CRITICAL", "CRITICAL", "CRITICAL", "ERROR", "WARNING", "INFO", "INFO", "DEBUG")
+# lines that continue the record above them (a traceback's frames and its chaining sentences)
+_CONTINUATION = re.compile(
+    r"\s|Traceback \(most recent call last\):|During handling of the above exception"
+    r"|The above exception was the direct cause|Caused by:|\.\.\. \d+ more"
+)
+_LOGFMT_START = re.compile(r"[A-Za-z_@][\w.@-]*=")
+_LEVEL_START = re.compile(r"\[?(?:" + _LEVEL_ALT + r")\b")
+
+HEAD, CONTINUATION, OTHER = "head", "continuation", "other"
 
 
 @dataclass
@@ -106,13 +140,18 @@ def parse_time(raw: object) -> datetime | None:
             return None
     if not isinstance(raw, str):
         return None
+    if _EPOCH_TEXT.fullmatch(raw.strip()):  # "1764597903.5" in a JSON string or logfmt
+        return parse_time(float(raw))
     try:  # fast path: the common ISO forms (C code); odd ones go through the regex
         when = datetime.fromisoformat(raw)
         return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
     except ValueError:
         pass
     match = _ISO.match(raw.strip())
-    return _from_match(match) if match else None
+    if match:
+        return _from_match(match)
+    found = _other_time(raw.strip(), 0)
+    return found[0] if found else None
 
 
 def _from_match(match: re.Match[str]) -> datetime | None:
@@ -127,10 +166,46 @@ def _from_match(match: re.Match[str]) -> datetime | None:
         return None
 
 
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal escape sequences (colours, cursor moves, titles)."""
+    return _ANSI.sub("", text) if "\x1b" in text else text
+
+
+def line_kind(line: str) -> str:
+    """Whether a line opens a record (``HEAD``), continues one (``CONTINUATION``), or neither.
+
+    ``CONTINUATION``: starts with whitespace, or is a traceback's ``Traceback (most recent call
+    last):``/``During handling ...``/``The above exception ...`` line (Java's ``Caused by:``,
+    ``... N more`` too). ``HEAD``: a timestamp near the start (any format ``parse_line``
+    reads), a JSON object, a ``key=`` logfmt pair, a syslog ``<PRI>`` or a level word first.
+    ``OTHER`` (``ValueError: bad``, a plain print) continues a record whose first line is a
+    ``HEAD`` and stands alone otherwise. ``line`` has no escapes (``strip_ansi``).
+    """
+    if not line or _CONTINUATION.match(line):
+        return CONTINUATION
+    if (
+        line[0] == "{"
+        or _ISO_TEXT.search(line, 0, 64)
+        or _LOGFMT_START.match(line)
+        or _PRI.match(line)
+        or _LEVEL_START.match(line)
+        or _other_time(line, 64)
+    ):
+        return HEAD
+    return OTHER
+
+
 def parse_line(line: str) -> Parsed:
-    """Pick the format by shape: ``{`` starts JSON, ``key=value`` pairs are logfmt, else text."""
-    line = clean_text(line)  # PostgreSQL text cannot hold NUL or lone surrogates
+    """Pick the format by shape: ``{`` starts JSON, ``key=value`` pairs are logfmt, else text.
+
+    ``line`` may hold a whole record (lines joined by ``\n``): the first line is parsed, the
+    others are appended to its message.
+    """
+    line = clean_text(strip_ansi(line))  # PostgreSQL text cannot hold NUL or lone surrogates
+    line, more, rest = line.partition("\n")
     parsed = _parse(line)
+    if more:
+        parsed.message = f"{parsed.message}\n{rest}"
     # escapes (\u0000, \ud800) and NaN decode to what PostgreSQL refuses; fields may be huge
     parsed.message = truncate(clean_text(parsed.message), MAX_MESSAGE_CHARS)
     if parsed.labels:
@@ -238,20 +313,77 @@ def _parse_logfmt(text: str) -> Parsed | None:
     )
 
 
+def _other_time(text: str, limit: int) -> tuple[datetime, int, int] | None:
+    """A non-ISO timestamp: Apache/nginx ``[01/Dec/2026:14:05:03 +0000]`` within ``limit``
+    characters (0: only at the start), else syslog's ``Dec  1 14:05:03`` or an epoch number
+    at the start; (time, start, end)."""
+    clf = _CLF.search(text, 0, limit + 40) if limit else _CLF.match(text)
+    if clf:
+        tz = clf["tz"] or "+0000"
+        stamp = f"{clf['year']}-{_MONTHS.index(clf['mon']) + 1:02d}-{clf['day']}T{clf['clock']}"
+        try:
+            when = datetime.fromisoformat(f"{stamp}{tz[:3]}:{tz[3:]}").astimezone(UTC)
+        except ValueError:
+            return None
+        return when, clf.start(), clf.end()
+    syslog = _SYSLOG.match(text)
+    if syslog:
+        found = _syslog_time(syslog)
+        return (found, syslog.start(), syslog.end()) if found else None
+    epoch = _EPOCH.match(text)
+    if epoch:
+        found = parse_time(float(epoch["num"]))
+        return (found, epoch.start(), epoch.end()) if found else None
+    return None
+
+
+def _syslog_time(match: re.Match[str]) -> datetime | None:
+    """RFC 3164 has no year: this year, or last year for a date more than a day ahead."""
+    frac = (match["frac"] or "0").ljust(6, "0")
+    now = datetime.now(UTC)
+    month, day = _MONTHS.index(match["mon"]) + 1, int(match["day"])
+    hour, minute, second = (int(x) for x in match["clock"].split(":"))
+    for year in (now.year, now.year - 1):
+        try:
+            when = datetime(year, month, day, hour, minute, second, int(frac), tzinfo=UTC)
+        except ValueError:
+            continue
+        if (when - now).total_seconds() <= 86400:
+            return when
+    return None
+
+
 def _parse_text(text: str) -> Parsed:
-    """``<time> <LEVEL> message`` in the common orders; the timestamp may sit after a prefix."""
+    """``<time> <LEVEL> message`` in the common orders; the timestamp may sit after a prefix.
+
+    Timestamps: ISO 8601 within the first 64 characters, Apache/nginx ``[01/Dec/2026:...]``
+    within about 100, syslog (``<PRI>`` then RFC 5424's ISO time or RFC 3164's
+    ``Dec  1 14:05:03``) or an epoch number at the start. A syslog ``<PRI>``'s severity is the
+    level.
+    """
     when = None
+    level = None
+    pri = _PRI.match(text)
+    if pri:
+        level = _SEVERITY[int(pri["pri"]) % 8]
+        text = text[pri.end() :]
     rest = text
     match = _ISO_TEXT.search(text, 0, 64)
     if match:
         when = _from_match(match)
         if when is not None:
             rest = _cut(text, match.start(), match.end())
-    level = "INFO"
-    lmatch = _LEVEL_WORD.search(rest, 0, 48)
-    if lmatch:
-        level = _ALIASES[lmatch.group(1)]
-        rest = _cut(rest, lmatch.start(), lmatch.end())
+    if when is None:
+        other = _other_time(text, 64)
+        if other is not None:
+            when = other[0]
+            rest = _cut(text, other[1], other[2])
+    if level is None:
+        level = "INFO"
+        lmatch = _LEVEL_WORD.search(rest, 0, 48)
+        if lmatch:
+            level = _ALIASES[lmatch.group(1)]
+            rest = _cut(rest, lmatch.start(), lmatch.end())
     if when is None:
         rest = text  # untouched: no timestamp means we cannot be sure what a prefix is
     return Parsed(when, level, rest)

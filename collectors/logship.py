@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import queue
+import re
 import signal
 import threading
 import time
@@ -28,13 +29,22 @@ from typing import IO, Any
 
 import click
 
-from collectors.logparse import MAX_NAME_CHARS, parse_line
+from collectors.logparse import (
+    CONTINUATION,
+    HEAD,
+    MAX_MESSAGE_CHARS,
+    MAX_NAME_CHARS,
+    line_kind,
+    parse_line,
+    strip_ansi,
+)
 from portal import settings
 from portal.auth.roles import requires
 from portal.db.storable import truncate
 from portal.errors import PortalError, SettingsError
 from portal.logs.loki import Entry, LokiClient, to_ns
 from portal.logs.store import log_writer
+from portal.timeparse import parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -42,29 +52,47 @@ FIRST_LINE_MAX = 4096  # bytes hashed for identity; longer first lines are cut h
 READ_BYTES = 4 * 1024 * 1024  # per file and cycle: keeps one cycle's memory bounded
 IDLE_CHECKPOINT_S = 2.0  # refresh the clock for timestamp-less lines at least this often
 ROTATED_GRACE_S = 5.0  # keep reading a rotated-away file this long after its last growth
+PARTIAL_AFTER_S = 5.0  # a file quiet this long: its last record (or unfinished line) is shipped
+MAX_RECORD_BYTES = MAX_MESSAGE_CHARS  # a longer multi-line record is cut into several rows
 #: A record's own keys that would read as the row's columns, and the labels they become.
 RECORD_LABELS = {"host": "record_host", "component": "record_component"}
 
 
 @dataclass(frozen=True)
 class Source:
-    """A glob to tail and the component its lines belong to (None: from the file name)."""
+    """A glob to tail, the component its lines belong to (None: from the file name), and the
+    regular expression a line that opens a record matches (None: ``logparse.line_kind``)."""
 
     pattern: str
     component: str | None = None
+    start: re.Pattern[str] | None = None
 
 
 def parse_sources(spec: str | Iterable[str], data_dir: Path, setting: str = "") -> list[Source]:
-    """``GLOB[=component]`` items (comma-separated string or list); empty: the stack's logs."""
+    """``GLOB[=component][;start=REGEX]`` items (comma-separated string or list); empty: the
+    stack's logs."""
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     sources = []
     for raw in (i.strip() for i in items):
         if not raw:
             continue
-        pattern, sep, component = raw.partition("=")
-        if not pattern or (sep and not component.strip()):
-            raise SettingsError(setting or "--source", f"{raw!r} is not GLOB or GLOB=component")
-        sources.append(Source(os.path.expanduser(pattern.strip()), component.strip() or None))
+        head, has_start, regex = raw.partition(";start=")
+        pattern, sep, component = head.partition("=")
+        if not pattern or (sep and not component.strip()) or ";" in component:
+            raise SettingsError(
+                setting or "--source", f"{raw!r} is not GLOB[=component][;start=REGEX]"
+            )
+        start = None
+        if has_start:
+            try:
+                start = re.compile(regex)
+            except re.error as exc:
+                raise SettingsError(
+                    setting or "--source", f"{raw!r}: start={regex!r} is not a regex ({exc})"
+                ) from None
+        sources.append(
+            Source(os.path.expanduser(pattern.strip()), component.strip() or None, start)
+        )
     if sources:
         return sources
     # the stack's own logs, and per-program folders (e.g. the simulator's log/demo/*.log)
@@ -87,7 +115,7 @@ class FileState:
     ino: int
     fp: str
     component: str
-    offset: int = 0
+    offset: int = 0  # where the next unshipped record starts
     gen: int = 0
     last_time: float | None = None  # newest timestamp parsed in this file
     grown_at: float = field(default_factory=time.time)
@@ -144,8 +172,11 @@ class Shipper:
         sources: list[Source],
         state_dir: Path | None = None,
         max_lines: int = 20000,
+        partial_after: float = PARTIAL_AFTER_S,
     ) -> None:
         self.cfg = cfg
+        self.partial_after = partial_after
+        self.start_of: dict[str, re.Pattern[str] | None] = {}  # by file key: its source's
         self.host = truncate(cfg.host_name, MAX_NAME_CHARS)  # indexed column: kept short
         self.sources = sources
         self.max_lines = max_lines
@@ -178,6 +209,7 @@ class Shipper:
                     continue
                 if known and known.fp == fp and st.st_size >= known.offset:
                     known.path = path  # the same file (perhaps renamed into the glob)
+                    self.start_of.setdefault(known.key, source.start)
                     self._adopt(known.key, fh)
                     continue
                 gen = 0
@@ -189,6 +221,7 @@ class Shipper:
                 key = self._key(st.st_dev, st.st_ino, fp, gen)
                 entry = FileState(key, path, st.st_dev, st.st_ino, fp, comp, gen=gen)
                 self.files[key] = entry
+                self.start_of[key] = source.start
                 by_inode[(st.st_dev, st.st_ino)] = entry
                 self._adopt(key, fh)
 
@@ -201,6 +234,7 @@ class Shipper:
 
     def _forget(self, key: str) -> None:
         self.files.pop(key, None)
+        self.start_of.pop(key, None)
         fh = self.handles.pop(key, None)
         if fh is not None:
             fh.close()
@@ -226,37 +260,52 @@ class Shipper:
 
     # -- reading --------------------------------------------------------------------------
     def read_new(self) -> tuple[list[tuple[Any, ...]], dict[str, tuple[int, float | None]]]:
-        """New complete lines of every tracked file, as rows, plus each file's next offset."""
+        """New complete records of every tracked file, as rows, plus each file's next offset.
+
+        A record is a head line and its continuation lines. The last record read may not be
+        finished (the writer may still add lines to it, or end its line): it is held, and the
+        offset stops at its start, until a later record starts or the file has been quiet for
+        ``partial_after`` seconds (by its mtime, so a restart decides the same).
+        """
         rows: list[tuple[Any, ...]] = []
         progress: dict[str, tuple[int, float | None]] = {}
+        now = time.time()
         for key, entry in self.files.items():
             fh = self.handles.get(key)
             if fh is None or len(rows) >= self.max_lines:
                 continue
             fh.seek(entry.offset)
             chunk = fh.read(READ_BYTES)
-            end = chunk.rfind(b"\n") + 1
-            if end == 0 and len(chunk) == READ_BYTES:
+            full = len(chunk) == READ_BYTES
+            quiet = not full and now - os.fstat(fh.fileno()).st_mtime >= self.partial_after
+            end = len(chunk) if quiet else chunk.rfind(b"\n") + 1
+            if end == 0 and full:
                 end = len(chunk)  # one giant line: ship it cut rather than stall forever
             if end == 0:
                 continue
+            # an unfinished last line still tells whether the record above it is finished
+            scan = end if full else len(chunk)
+            records = _records(chunk, scan, self.start_of.get(key))
+            if records and not quiet and not (full and len(records) == 1):
+                records.pop()  # perhaps unfinished: read again from its start next time
             offset, last = entry.offset, entry.last_time
-            pos = 0
-            while pos < end and len(rows) < self.max_lines:
-                nl = chunk.find(b"\n", pos, end)
-                stop = end if nl < 0 else nl + 1
-                raw = chunk[pos:stop].rstrip(b"\r\n")
-                if raw.strip():
-                    row, last = self._row(entry, offset + pos, raw, last)
-                    rows.append(row)
-                pos = stop
-            progress[key] = (offset + pos, last)
+            pos = shipped = 0
+            for start, stop, text in records:
+                if len(rows) >= self.max_lines:
+                    break
+                row, last = self._row(entry, offset + start, text, last)
+                rows.append(row)
+                pos, shipped = stop, shipped + 1
+            if quiet and shipped == len(records):
+                pos = end  # trailing blank lines of a quiet file: nothing left to wait for
+            if pos > 0:
+                progress[key] = (offset + pos, last)
         return rows, progress
 
     def _row(
-        self, entry: FileState, seq: int, raw: bytes, last: float | None
+        self, entry: FileState, seq: int, text: str, last: float | None
     ) -> tuple[tuple[Any, ...], float | None]:
-        parsed = parse_line(raw.decode("utf-8", errors="replace"))
+        parsed = parse_line(text)
         if parsed.time is not None:
             when = parsed.time
             last = max(last or 0.0, when.timestamp())
@@ -356,6 +405,50 @@ class Shipper:
         self.handles.clear()
 
 
+def _records(chunk: bytes, end: int, start: re.Pattern[str] | None) -> list[tuple[int, int, str]]:
+    """``chunk[:end]`` cut into records: (start, end of its last line, text joined by ``\\n``).
+
+    With ``start``, a line matching it opens a record and any other line continues the one
+    above. Without, ``logparse.line_kind`` decides: an ``OTHER`` line continues a record whose
+    first line is a ``HEAD``. Blank lines continue a record (trailing ones are dropped from its
+    text) and are skipped outside one. A record stops growing at ``MAX_RECORD_BYTES``.
+    """
+    records: list[tuple[int, int, str]] = []
+    lines: list[str] = []
+    rec_start = rec_stop = keep = 0  # keep: the record's lines up to its last non-blank one
+    rec_head = False  # the current record's first line looks like a record start
+    pos = 0
+    while pos < end:
+        nl = chunk.find(b"\n", pos, end)
+        stop = end if nl < 0 else nl + 1
+        raw = chunk[pos:stop].rstrip(b"\r\n")
+        text = raw.decode("utf-8", errors="replace")
+        blank = not raw.strip()
+        if blank:
+            joins = True
+        else:
+            plain = strip_ansi(text)
+            if start is not None:
+                kind = HEAD if start.match(plain) else CONTINUATION
+            else:
+                kind = line_kind(plain)
+            joins = kind == CONTINUATION or (kind != HEAD and rec_head)
+        if lines and (not joins or stop - rec_start > MAX_RECORD_BYTES):
+            records.append((rec_start, rec_stop, "\n".join(lines[:keep])))
+            lines = []
+        if lines:
+            lines.append(text)
+            if not blank:
+                rec_stop, keep = stop, len(lines)
+        elif not blank:
+            lines, rec_start, rec_stop, keep = [text], pos, stop, 1
+            rec_head = start is not None or kind == HEAD
+        pos = stop
+    if lines:
+        records.append((rec_start, rec_stop, "\n".join(lines[:keep])))
+    return records
+
+
 def _siblings(path: str) -> list[str]:
     directory = os.path.dirname(path) or "."
     try:
@@ -419,25 +512,47 @@ class LokiForwarder:
     "--source",
     "sources",
     multiple=True,
-    metavar="GLOB[=COMPONENT]",
+    metavar="GLOB[=COMPONENT][;start=REGEX]",
     help="Files to tail (repeatable); default PORTAL_LOG_SOURCES, else the stack's logs "
-    "(<data_dir>/log/*.log and <data_dir>/log/*/*.log).",
+    "(<data_dir>/log/*.log and <data_dir>/log/*/*.log). start=REGEX: the lines that open a "
+    "record; other lines continue it.",
 )
 @click.option("--poll", type=float, default=0.5, show_default=True, help="Seconds between scans.")
-@click.option("--once", is_flag=True, help="Ship what the files hold now, then exit.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Ship what the files hold now, then exit.",
+)
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Where read offsets are kept (default <data_dir>/logship).",
 )
-def command(sources: tuple[str, ...], poll: float, once: bool, state_dir: Path | None) -> None:
+@click.option(
+    "--partial-after",
+    default=None,
+    metavar="DURATION",
+    help="Ship a file's last record (or unfinished last line) once the file is this quiet "
+    f"[default: {PARTIAL_AFTER_S:g}s; with --once: 0s, the run is the end].",
+)
+def command(
+    sources: tuple[str, ...],
+    poll: float,
+    once: bool,
+    state_dir: Path | None,
+    partial_after: str | None,
+) -> None:
     """Tail log files into the log store (and Loki when PORTAL_LOKI_URL is set)."""
+    if partial_after is None:
+        quiet = 0.0 if once else PARTIAL_AFTER_S
+    else:
+        quiet = parse_duration(partial_after, "--partial-after").total_seconds()
     cfg = settings.get()
     if sources:
         parsed = parse_sources(sources, cfg.data_dir)
     else:
         parsed = parse_sources(cfg.log_sources, cfg.data_dir, "PORTAL_LOG_SOURCES")
-    shipper = Shipper(cfg, parsed, state_dir)
+    shipper = Shipper(cfg, parsed, state_dir, partial_after=quiet)
     log.info("shipping %s", ", ".join(s.pattern for s in parsed))
     shipper.run(poll, once=once)

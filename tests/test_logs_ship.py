@@ -15,8 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from collectors.logparse import parse_line
-from collectors.logship import component_from_name, parse_sources
+from collectors.logparse import CONTINUATION, HEAD, OTHER, line_kind, parse_line
+from collectors.logship import MAX_RECORD_BYTES, _records, component_from_name, parse_sources
 from portal.db import engine as db_engine
 from portal.db import migrate
 from portal.errors import SettingsError
@@ -30,8 +30,10 @@ DEADLINE = 90.0
 class Shipper:
     """``portal collect logs`` as a real subprocess, for one test's files and host name."""
 
-    def __init__(self, workdir: Path, database_url: str, host: str, pattern: str) -> None:
-        self.workdir, self.host, self.pattern = workdir, host, pattern
+    def __init__(
+        self, workdir: Path, database_url: str, host: str, pattern: str, *args: str
+    ) -> None:
+        self.workdir, self.host, self.pattern, self.args = workdir, host, pattern, args
         self.env = {
             **os.environ,
             "PORTAL_DATABASE_URL": database_url,
@@ -44,7 +46,15 @@ class Shipper:
     def start(self) -> None:
         with open(self.workdir / "shipper.out", "ab") as out:
             self.proc = subprocess.Popen(
-                portal_cmd("collect", "logs", "--source", f"{self.pattern}=app", "--poll", "0.05"),
+                portal_cmd(
+                    "collect",
+                    "logs",
+                    "--source",
+                    f"{self.pattern}=app",
+                    "--poll",
+                    "0.05",
+                    *self.args,
+                ),
                 env=self.env,
                 cwd=REPO,
                 stdout=out,
@@ -108,6 +118,17 @@ def stamped(prefix: str, n: int, start: int = 0) -> list[str]:
     ]
 
 
+def joined(lines: list[str]) -> list[str]:
+    """The records ``lines`` make: an indented line continues the record above it."""
+    out: list[str] = []
+    for line in lines:
+        if out and line[:1].isspace():
+            out[-1] += "\n" + line
+        else:
+            out.append(line)
+    return out
+
+
 def assert_exactly_once(url: str, host: str, lines: list[str]) -> None:
     """Every written line is stored exactly once (compared by parsed message)."""
     expected = [parse_line(line).message for line in lines]
@@ -146,8 +167,45 @@ def test_parse_json_logfmt_and_plain_text() -> None:
     cont = parse_line('  File "x.py", line 3, in <module>')
     assert cont.time is None and cont.message == '  File "x.py", line 3, in <module>'
     assert parse_line("a sentence with x=1 in it").message == "a sentence with x=1 in it"
+    coloured = parse_line("\x1b[33mWARN\x1b[0m \x1b]0;title\x07low disk")
+    assert (coloured.level, coloured.message) == ("WARNING", "WARN low disk")
     nul = parse_line('{"msg": "a\\u0000b", "k": "\\u0000"}')  # PostgreSQL text has no NUL
     assert (nul.message, nul.labels) == ("a\ufffdb", {"k": "\ufffd"})
+
+
+def test_record_rules() -> None:
+    """Which lines open a record and which continue one (``line_kind``, ``_records``)."""
+    cont = [
+        "  File x",
+        "\tat Foo.bar(Foo.java:3)",
+        "Traceback (most recent call last):",
+        "During handling of the above exception, another exception occurred:",
+        "The above exception was the direct cause of the following exception:",
+        "Caused by: java.io.IOException",
+        "... 12 more",
+    ]
+    assert {line_kind(c) for c in cont} == {CONTINUATION}
+    heads = ["2026-12-01 06:00:00 x", '{"a": 1}', "level=info", "<13>x", "ERROR: x", "Dec  1 x"]
+    assert [line_kind(h) for h in heads[:-1]] == [HEAD] * 5 and line_kind(heads[-1]) == OTHER
+    assert line_kind("ValueError: bad") == line_kind("hello") == OTHER
+    text = b"2026-12-01T00:00:00Z ERROR x\n  a\n\n  b\nValueError: c\n \n\n2026-12-01T00:00:01Z y\n"
+    got = _records(text, len(text), None)
+    assert [t for _, _, t in got] == [
+        "2026-12-01T00:00:00Z ERROR x\n  a\n\n  b\nValueError: c",  # trailing blanks dropped
+        "2026-12-01T00:00:01Z y",
+    ]
+    assert [g[:2] for g in got] == [(0, text.index(b" \n\n")), (text.index(b"2026", 1), len(text))]
+    # without a head above them, plain lines stand alone
+    assert [t for _, _, t in _records(b"a\nb\n", 4, None)] == ["a", "b"]
+    # a record stops growing at MAX_RECORD_BYTES
+    big = b"2026-12-01T00:00:00Z ERROR x\n" + (b"  " + b"y" * 998 + b"\n") * 100
+    cut = _records(big, len(big), None)
+    assert len(cut) == 2 and all(len(t) <= MAX_RECORD_BYTES for _, _, t in cut)
+    assert cut[1][0] == cut[0][1] and cut[1][1] == len(big)
+    # RFC 3164 has no year: a date more than a day ahead is last year's
+    ahead = datetime.now(UTC) + timedelta(days=3)
+    parsed = parse_line(f"{ahead:%b} {ahead.day:2d} 10:00:00 host x")
+    assert parsed.time is not None and parsed.time.year == ahead.year - 1
 
 
 def test_sources_setting() -> None:
@@ -160,6 +218,12 @@ def test_sources_setting() -> None:
     assert [(s.pattern, s.component) for s in srcs] == [("/a/*.log", "l1-beam"), ("/b/c.log", None)]
     with pytest.raises(SettingsError, match="PORTAL_LOG_SOURCES"):
         parse_sources("/a/*.log=", data, "PORTAL_LOG_SOURCES")
+    (src,) = parse_sources(["/a/*.log=job;start=\\d{4}-|=="], data)
+    assert (src.pattern, src.component) == ("/a/*.log", "job")
+    assert src.start is not None and src.start.pattern == "\\d{4}-|=="
+    assert parse_sources("/a/*.log;start=x", data)[0].component is None
+    with pytest.raises(SettingsError, match="not a regex"):
+        parse_sources("/a/*.log;start=(", data)
     assert component_from_name("/x/l1-beam.log.1") == "l1-beam"
 
 
@@ -216,8 +280,9 @@ def test_kill_9_mid_batch_then_restart_is_exactly_once(
     lines = []
     for i, line in enumerate(stamped("k9", 60000)):
         lines.append(line)
-        if i % 10 == 0:  # continuation lines carry no timestamp: their time must be stable
+        if i % 10 == 0:  # continuation lines: joined to the line above, never lost or doubled
             lines.append(f"    at frame {i} of k9-trace")
+    records = joined(lines)
     write(log, lines)
     shipper = Shipper(workdir, database_url, host, str(log))
     try:
@@ -229,14 +294,14 @@ def test_kill_9_mid_batch_then_restart_is_exactly_once(
             )
             assert moved, "the shipper made no progress before the kill"
             shipper.kill9()
-        assert count(database_url, host) < len(lines), "the kill came too late to be mid-stream"
+        assert count(database_url, host) < len(records), "the kill came too late"
         shipper.start()
-        wait_rows(database_url, host, len(lines), shipper)
+        wait_rows(database_url, host, len(records), shipper)
     finally:
         shipper.stop()
     got = rows(database_url, host)
-    assert len({seq for _, seq in got}) == len(got) == len(lines)
-    assert_exactly_once(database_url, host, lines)
+    assert len({seq for _, seq in got}) == len(got) == len(records)
+    assert_exactly_once(database_url, host, records)
 
 
 def test_database_outage_loses_nothing(workdir: Path, host: str) -> None:
@@ -303,3 +368,180 @@ def test_default_sources_ship_the_stacks_own_logs(stack: Settings, tmp_path: Pat
     newest = run_portal("logs", "--host", host, "--tail", "3", env=env, check=True).stdout
     whole = run_portal("logs", "--host", host, env=env).stdout
     assert newest.splitlines() == whole.splitlines()[-3:]
+
+
+# -- records, time formats, unfinished lines -------------------------------------------------
+def ship_once(workdir: Path, url: str, host: str, source: str, *args: str) -> None:
+    """One ``portal collect logs --once`` run over ``source`` (``GLOB[...]``)."""
+    env = {"PORTAL_DATABASE_URL": url, "PORTAL_DATA_DIR": str(workdir / "var")}
+    env["PORTAL_HOST_NAME"] = host
+    done = run_portal("collect", "logs", "--once", "--source", source, *args, env=env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
+def quiet(path: Path) -> None:
+    """Make ``path`` look untouched for an hour (its mtime), as a file its writer left."""
+    then = datetime.now(UTC).timestamp() - 3600
+    os.utime(path, (then, then))
+
+
+def records_of(url: str, host: str) -> list[tuple[datetime, str, str, int]]:
+    with psycopg.connect(db_engine.libpq_dsn(url)) as conn:
+        return conn.execute(
+            "SELECT time, level, message, seq FROM log_lines WHERE host = %s ORDER BY seq",
+            (host,),
+        ).fetchall()
+
+
+def iso(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+
+
+TRACEBACK = [
+    "Traceback (most recent call last):",
+    '  File "worker.py", line 12, in run',
+    "    step()",
+    "ValueError: bad frame 7",
+]
+
+
+def test_traceback_is_one_error_record_with_the_head_time(
+    database_url: str, workdir: Path, host: str
+) -> None:
+    log = workdir / "app.log"
+    t0 = datetime.now(UTC).replace(microsecond=123000) - timedelta(hours=1)
+    t1 = t0 + timedelta(seconds=1)
+    head = f"{iso(t0)} ERROR worker failed"
+    write(log, [head, *TRACEBACK, "", f"{iso(t1)} INFO next"])
+    quiet(log)
+    ship_once(workdir, database_url, host, f"{log}=app")
+    got = records_of(database_url, host)
+    assert [(r[0], r[1], r[2]) for r in got] == [
+        (t0, "ERROR", "worker failed\n" + "\n".join(TRACEBACK)),
+        (t1, "INFO", "next"),
+    ]
+    env = {"PORTAL_DATABASE_URL": database_url}
+    errors = run_portal("logs", "--host", host, "--level", "error", env=env, check=True).stdout
+    assert errors.count("\n") == 1 and "ValueError: bad frame 7" in errors, errors
+
+
+def test_a_record_split_across_reads_and_a_kill_is_joined_once(
+    database_url: str, workdir: Path, host: str
+) -> None:
+    """The offset stops at the start of the last, perhaps unfinished, record."""
+    log = workdir / "app.log"
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    stamps = [iso(t0 + timedelta(seconds=i)) for i in range(4)]
+    write(log, [f"{stamps[0]} INFO one", f"{stamps[1]} ERROR two", *TRACEBACK[:2]])
+    # a --once run, then a restart: the second record's first half is not stored on its own
+    ship_once(workdir, database_url, host, f"{log}=app", "--partial-after", "1h")
+    assert [r[2] for r in records_of(database_url, host)] == ["one"]
+    write(log, [*TRACEBACK[2:], f"{stamps[2]} WARNING three", "  indented part of three"])
+    ship_once(workdir, database_url, host, f"{log}=app", "--partial-after", "1h")
+    assert [r[2] for r in records_of(database_url, host)] == [
+        "one",
+        "two\n" + "\n".join(TRACEBACK),
+    ]
+    # a running shipper killed while it holds the third record's first half
+    shipper = Shipper(workdir, database_url, host, str(log), "--partial-after", "1h")
+    state = workdir / "var" / "logship" / "state.json"
+    clock = json.loads(state.read_text())["clock"]
+    try:
+        shipper.start()
+        cycled = process.wait_until(
+            lambda: json.loads(state.read_text())["clock"] != clock, DEADLINE, interval=0.05
+        )
+        assert cycled, "the shipper saved no checkpoint"
+        shipper.kill9()
+        write(log, ["  last part of three", f"{stamps[3]} INFO four"])
+        shipper.start()
+        wait_rows(database_url, host, 3, shipper)
+    finally:
+        shipper.stop()
+    got = records_of(database_url, host)
+    assert [(r[1], r[2]) for r in got] == [
+        ("INFO", "one"),
+        ("ERROR", "two\n" + "\n".join(TRACEBACK)),
+        ("WARNING", "three\n  indented part of three\n  last part of three"),
+    ]
+    assert got[1][0] == t0 + timedelta(seconds=1)
+    quiet(log)  # the writer stopped: the held last record goes out too
+    ship_once(workdir, database_url, host, f"{log}=app", "--partial-after", "30m")
+    assert [r[2] for r in records_of(database_url, host)][3:] == ["four"]
+
+
+def test_start_pattern_per_source(database_url: str, workdir: Path, host: str) -> None:
+    """``;start=REGEX``: only matching lines open a record, whatever they look like."""
+    log = workdir / "job.log"
+    write(log, ["== step 1", "2026-12-01 00:00:00 INFO inside step 1", "done", "== step 2"])
+    quiet(log)
+    ship_once(workdir, database_url, host, f"{log}=job;start===")
+    got = [r[2] for r in records_of(database_url, host)]
+    assert got == ["== step 1\n2026-12-01 00:00:00 INFO inside step 1\ndone", "== step 2"]
+
+
+def test_colours_and_common_time_formats(database_url: str, workdir: Path, host: str) -> None:
+    log = workdir / "mixed.log"
+    when = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    secs = int(when.timestamp())
+    syslog_day = f"{when:%b} {when.day:2d} {when:%H:%M:%S}"
+    lines = {
+        f"{iso(when)} \x1b[31mERROR\x1b[0m \x1b[1mdisk\x1b[0m full": ("ERROR", "disk full"),
+        f"{syslog_day} cn07 sshd[42]: accepted": ("INFO", "cn07 sshd[42]: accepted"),
+        f"<11>{syslog_day} cn07 app: failed": ("ERROR", "cn07 app: failed"),
+        f"<12>1 {when:%Y-%m-%dT%H:%M:%S}.000Z cn07 app 42 ID1 - careful": (
+            "WARNING",
+            "cn07 app 42 ID1 - careful",
+        ),
+        f"{secs}.5 WARN epoch seconds": ("WARNING", "epoch seconds"),
+        f"{secs * 1000} ERROR epoch millis": ("ERROR", "epoch millis"),
+        json.dumps({"ts": secs, "level": "error", "msg": "json seconds"}): (
+            "ERROR",
+            "json seconds",
+        ),
+        json.dumps({"timestamp": secs * 1000 + 250, "msg": "json millis"}): ("INFO", "json millis"),
+        json.dumps({"time": str(secs), "msg": "json text"}): ("INFO", "json text"),
+        f'10.0.0.1 - - [{when:%d/%b/%Y:%H:%M:%S} +0000] "GET / HTTP/1.1" 200 5': (
+            "INFO",
+            '10.0.0.1 - - "GET / HTTP/1.1" 200 5',
+        ),
+    }
+    write(log, list(lines))
+    quiet(log)
+    ship_once(workdir, database_url, host, f"{log}=app")
+    got = records_of(database_url, host)
+    assert [(r[1], r[2]) for r in got] == list(lines.values())
+    offsets = {
+        "epoch seconds": timedelta(milliseconds=500),
+        "json millis": timedelta(milliseconds=250),
+    }
+    for stamp, _, message, _ in got:
+        assert stamp == when + offsets.get(message, timedelta()), message
+
+
+def test_unfinished_last_line_is_shipped_when_quiet_and_never_twice(
+    database_url: str, workdir: Path, host: str
+) -> None:
+    """A line without its newline waits for ``--partial-after`` of quiet (by the file's mtime;
+    ``--once`` alone ships it at once); once shipped, what its writer appends later is a line
+    of its own: no byte stored twice."""
+    log = workdir / "app.log"
+    stamps = [iso(datetime.now(UTC) - timedelta(minutes=10 - i)) for i in range(3)]
+    log.write_text(f"{stamps[0]} INFO first\n{stamps[1]} ERROR unfinished")
+    ship_once(workdir, database_url, host, f"{log}=app", "--partial-after", "1h")
+    assert [r[2] for r in records_of(database_url, host)] == ["first"]
+    quiet(log)  # an hour ago
+    ship_once(workdir, database_url, host, f"{log}=app", "--partial-after", "30m")
+    assert [r[2] for r in records_of(database_url, host)] == ["first", "unfinished"]
+    with open(log, "a") as fh:
+        fh.write(f" and its end\n{stamps[2]} INFO last\n")
+    quiet(log)
+    ship_once(workdir, database_url, host, f"{log}=app")
+    got = records_of(database_url, host)
+    assert [(r[1], r[2]) for r in got] == [
+        ("INFO", "first"),
+        ("ERROR", "unfinished"),
+        ("INFO", " and its end"),  # the rest of the line, as written
+        ("INFO", "last"),
+    ]
+    assert len({r[3] for r in got}) == 4
