@@ -342,8 +342,9 @@ class Settings:
     log_sources: str = _setting(
         "",
         _text,
-        "Files `portal collect logs` ships: comma-separated `GLOB[=component]` (component "
-        "defaults to the file name); empty ships the local stack's `<data_dir>/log/*.log` and "
+        "Files `portal collect logs` ships: comma-separated `GLOB[=component][;start=REGEX]` "
+        "(component defaults to the file name; `start` matches the first line of a multi-line "
+        "record); empty ships the local stack's `<data_dir>/log/*.log` and "
         "`<data_dir>/log/*/*.log`.",
     )
     pointings_retention_days: int = _setting(
