@@ -122,7 +122,8 @@ def ingest(url: str, root: Path, shippers: int) -> float:
             "PORTAL_LOG_LEVEL": "WARNING",
         }
         cmd = [sys.executable, "-m", "portal", "collect", "logs", "--once", "--poll", "0.05"]
-        cmd += ["--source", str(root / f"part{k}" / "*.log")]
+        # the files gather many hosts' lines: each record names its host and component
+        cmd += ["--source", f"{root / f'part{k}' / '*.log'};record=host+component"]
         procs.append(subprocess.Popen(cmd, env=env, cwd=REPO))
     codes = [p.wait() for p in procs]
     assert codes == [0] * shippers, f"shipper exit codes {codes}"

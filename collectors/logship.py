@@ -66,21 +66,31 @@ class Source:
     pattern: str
     component: str | None = None
     start: re.Pattern[str] | None = None
+    #: columns taken from each record's own fields (a central folder of many hosts' files)
+    record: tuple[str, ...] = ()
 
 
 def parse_sources(spec: str | Iterable[str], data_dir: Path, setting: str = "") -> list[Source]:
-    """``GLOB[=component][;start=REGEX]`` items (comma-separated string or list); empty: the
-    stack's logs."""
+    """``GLOB[=component][;record=host,component][;start=REGEX]`` items (comma-separated string
+    or list); empty: the stack's logs."""
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     sources = []
     for raw in (i.strip() for i in items):
         if not raw:
             continue
         head, has_start, regex = raw.partition(";start=")
+        head, has_record, taken = head.partition(";record=")
         pattern, sep, component = head.partition("=")
-        if not pattern or (sep and not component.strip()) or ";" in component:
+        record = tuple(c.strip() for c in taken.split("+") if c.strip()) if has_record else ()
+        if (
+            not pattern
+            or (sep and not component.strip())
+            or ";" in component
+            or (has_record and (not record or not set(record) <= set(RECORD_LABELS)))
+        ):
             raise SettingsError(
-                setting or "--source", f"{raw!r} is not GLOB[=component][;start=REGEX]"
+                setting or "--source",
+                f"{raw!r} is not GLOB[=component][;record=host+component][;start=REGEX]",
             )
         start = None
         if has_start:
@@ -91,7 +101,7 @@ def parse_sources(spec: str | Iterable[str], data_dir: Path, setting: str = "") 
                     setting or "--source", f"{raw!r}: start={regex!r} is not a regex ({exc})"
                 ) from None
         sources.append(
-            Source(os.path.expanduser(pattern.strip()), component.strip() or None, start)
+            Source(os.path.expanduser(pattern.strip()), component.strip() or None, start, record)
         )
     if sources:
         return sources
@@ -177,6 +187,7 @@ class Shipper:
         self.cfg = cfg
         self.partial_after = partial_after
         self.start_of: dict[str, re.Pattern[str] | None] = {}  # by file key: its source's
+        self.record_of: dict[str, tuple[str, ...]] = {}  # by file key: columns from records
         self.host = truncate(cfg.host_name, MAX_NAME_CHARS)  # indexed column: kept short
         self.sources = sources
         self.max_lines = max_lines
@@ -210,6 +221,7 @@ class Shipper:
                 if known and known.fp == fp and st.st_size >= known.offset:
                     known.path = path  # the same file (perhaps renamed into the glob)
                     self.start_of.setdefault(known.key, source.start)
+                    self.record_of.setdefault(known.key, source.record)
                     self._adopt(known.key, fh)
                     continue
                 gen = 0
@@ -222,6 +234,7 @@ class Shipper:
                 entry = FileState(key, path, st.st_dev, st.st_ino, fp, comp, gen=gen)
                 self.files[key] = entry
                 self.start_of[key] = source.start
+                self.record_of[key] = source.record
                 by_inode[(st.st_dev, st.st_ino)] = entry
                 self._adopt(key, fh)
 
@@ -312,7 +325,15 @@ class Shipper:
         else:  # continuation or timestamp-less line: deterministic, from the saved state
             when = datetime.fromtimestamp(max(last or 0.0, self.clock), UTC)
         labels = parsed.labels
-        # the columns are always the shipper's: a record's own host/component (Prometheus's
+        host, component = self.host, entry.component
+        taken = self.record_of.get(entry.key, ())
+        if taken:  # a source declared ;record=...: those fields are the row's columns
+            if "host" in taken and labels.get("host"):
+                host = truncate(str(labels["host"]), MAX_NAME_CHARS)
+            if "component" in taken and labels.get("component"):
+                component = truncate(str(labels["component"]), MAX_NAME_CHARS)
+            labels = {k: v for k, v in labels.items() if k not in taken}
+        # otherwise the columns are the shipper's: a record's own host/component (Prometheus's
         # logfmt has component=...) is kept as a label beside them, never in their place
         if "host" in labels or "component" in labels:
             labels = {RECORD_LABELS.get(k, k): v for k, v in labels.items()}
@@ -324,8 +345,8 @@ class Shipper:
         stamp = when.isoformat()
         row = (
             stamp,
-            self.host,
-            entry.component,
+            host,
+            component,
             parsed.level,
             parsed.message,
             labels_json,
@@ -512,9 +533,10 @@ class LokiForwarder:
     "--source",
     "sources",
     multiple=True,
-    metavar="GLOB[=COMPONENT][;start=REGEX]",
+    metavar="GLOB[=COMPONENT][;record=host+component][;start=REGEX]",
     help="Files to tail (repeatable); default PORTAL_LOG_SOURCES, else the stack's logs "
-    "(<data_dir>/log/*.log and <data_dir>/log/*/*.log). start=REGEX: the lines that open a "
+    "(<data_dir>/log/*.log and <data_dir>/log/*/*.log). record=: take these columns from each "
+    "record's own fields (files gathered from many hosts). start=REGEX: the lines that open a "
     "record; other lines continue it.",
 )
 @click.option("--poll", type=float, default=0.5, show_default=True, help="Seconds between scans.")

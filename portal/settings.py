@@ -342,10 +342,11 @@ class Settings:
     log_sources: str = _setting(
         "",
         _text,
-        "Files `portal collect logs` ships: comma-separated `GLOB[=component][;start=REGEX]` "
-        "(component defaults to the file name; `start` matches the first line of a multi-line "
-        "record); empty ships the local stack's `<data_dir>/log/*.log` and "
-        "`<data_dir>/log/*/*.log`.",
+        "Files `portal collect logs` ships: comma-separated "
+        "`GLOB[=component][;record=host+component][;start=REGEX]` (component defaults to the "
+        "file name; `record` takes those columns from each record's own fields; `start` matches "
+        "the first line of a multi-line record); empty ships the local stack's "
+        "`<data_dir>/log/*.log` and `<data_dir>/log/*/*.log`.",
     )
     pointings_retention_days: int = _setting(
         "400", _int(1, 36500), "Days of pointings and beam events kept."

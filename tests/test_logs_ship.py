@@ -545,3 +545,40 @@ def test_unfinished_last_line_is_shipped_when_quiet_and_never_twice(
         ("INFO", "last"),
     ]
     assert len({r[3] for r in got}) == 4
+
+
+def test_a_gathered_file_can_take_host_and_component_from_its_records(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A folder of files gathered from many hosts: ``;record=host+component`` makes each
+    record's own fields the row's columns (without it they stay labels, as tested above)."""
+    tag = uuid.uuid4().hex[:6]
+    lines = [
+        json.dumps(
+            {
+                "time": f"2026-12-01T03:00:0{i}Z",
+                "level": "warning",
+                "host": f"far-{tag}-{i % 2}",
+                "component": "l1-dedisp",
+                "msg": f"m{i}",
+            }
+        )
+        for i in range(4)
+    ]
+    (tmp_path / "gathered.log").write_text("\n".join(lines) + "\n")
+    bad = run_portal("collect", "logs", "--once", "--source", "x.log;record=inode")
+    assert bad.returncode == 2 and "record=host+component" in bad.stderr
+    ship_once(tmp_path, database_url, f"central-{tag}", f"{tmp_path}/*.log;record=host+component")
+    with psycopg.connect(db_engine.libpq_dsn(database_url)) as conn:
+        rows = conn.execute(
+            "SELECT host, component, labels FROM log_lines WHERE host LIKE %s ORDER BY host",
+            (f"far-{tag}-%",),
+        ).fetchall()
+    assert [(h, c) for h, c, _ in rows] == [
+        (f"far-{tag}-0", "l1-dedisp"),
+        (f"far-{tag}-0", "l1-dedisp"),
+        (f"far-{tag}-1", "l1-dedisp"),
+        (f"far-{tag}-1", "l1-dedisp"),
+    ]
+    assert all("host" not in labels and "record_host" not in labels for *_, labels in rows)
+    assert records_of(database_url, f"central-{tag}") == []
