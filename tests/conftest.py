@@ -16,6 +16,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -68,6 +69,68 @@ def run_portal(
             f"{result.stdout}\n{result.stderr}"
         )
     return result
+
+
+class Alerting(NamedTuple):
+    """A real Prometheus notifying a real Alertmanager; the caller stops ``pids``."""
+
+    pids: list[int]
+    prom_url: str
+    am_url: str
+
+
+def start_alerting(tmp: Path, rule: dict[str, Any], am_conf: Path) -> Alerting:
+    """Prometheus evaluating ``rule`` every second, sending to Alertmanager run with
+    ``am_conf``; both answer when this returns (or both are stopped and it fails)."""
+    import yaml
+
+    from portal.readiness import http_ready
+    from portal.stack import configs, process
+
+    prom_port, am_port = free_port(), free_port()
+    prom_url, am_url = f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{am_port}"
+    (tmp / "rules.yml").write_text(
+        yaml.safe_dump({"groups": [{"name": rule["alert"], "interval": "1s", "rules": [rule]}]})
+    )
+    configs.write(
+        tmp / "prometheus.yml",
+        {
+            "global": {"evaluation_interval": "1s", "scrape_interval": "15s"},
+            "rule_files": [str(tmp / "rules.yml")],
+            "alerting": {
+                "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
+            },
+        },
+    )
+    pids = [
+        process.spawn(
+            [
+                shutil.which("prometheus-alertmanager") or "alertmanager",
+                f"--config.file={am_conf}",
+                f"--storage.path={tmp / 'am'}",
+                f"--web.listen-address=127.0.0.1:{am_port}",
+                "--cluster.listen-address=",
+            ],
+            tmp / "alertmanager.log",
+        ),
+        process.spawn(
+            [
+                shutil.which("prometheus") or "prometheus",
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+                "--rules.alert.resend-delay=1s",  # Alertmanager is discovered after 1st send
+            ],
+            tmp / "prometheus.log",
+        ),
+    ]
+    if not process.wait_until(lambda: http_ready(am_url) and http_ready(prom_url), 30):
+        for pid in pids:
+            process.stop(pid, timeout=15)
+        raise AssertionError(
+            process.tail(tmp / "prometheus.log") + process.tail(tmp / "alertmanager.log")
+        )
+    return Alerting(pids, prom_url, am_url)
 
 
 @pytest.fixture(scope="session")

@@ -32,10 +32,9 @@ from portal.alerts.query import latest
 from portal.auth import bootstrap
 from portal.errors import SettingsError
 from portal.events import bus as events
-from portal.readiness import http_ready
 from portal.settings import Settings, load
 from portal.stack import configs, process
-from tests.conftest import REPO, free_port, run_portal, shared_tmpdir
+from tests.conftest import REPO, Alerting, free_port, run_portal, shared_tmpdir, start_alerting
 
 ALERT = "PortalNotifyE2E"
 SUMMARY = "notify e2e on nh-host fired"
@@ -214,8 +213,6 @@ def delivered(cfg: Settings, database_url: str) -> Iterator[dict[str, Any]]:
     bootstrap.register_alertmanager_token(app_cfg)
     web = make_server("127.0.0.1", app_cfg.web_port, create_app(app_cfg), threaded=True)
     threading.Thread(target=web.serve_forever, daemon=True).start()
-    prom_port, am_port = free_port(), free_port()
-    am_url, prom_url = f"http://127.0.0.1:{am_port}", f"http://127.0.0.1:{prom_port}"
     rule = {
         "alert": ALERT,
         "expr": 'label_replace(vector(1), "host", "nh-host", "", "")',
@@ -223,54 +220,18 @@ def delivered(cfg: Settings, database_url: str) -> Iterator[dict[str, Any]]:
         "labels": {"severity": "page", "component": "nh-comp"},
         "annotations": {"summary": SUMMARY, "runbook_url": "docs/runbooks.md#realtimelagging"},
     }
-    (tmp / "rules.yml").write_text(
-        yaml.safe_dump({"groups": [{"name": "nh", "interval": "1s", "rules": [rule]}]})
-    )
-    configs.write(
-        tmp / "prometheus.yml",
-        {
-            "global": {"evaluation_interval": "1s", "scrape_interval": "15s"},
-            "rule_files": [str(tmp / "rules.yml")],
-            "alerting": {
-                "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
-            },
-        },
-    )
     am_conf = configs.write(tmp / "alertmanager.yml", configs.alertmanager_config(app_cfg))
     checked = amtool_check(am_conf)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     before = events.last_id(database_url)
-    pids = [
-        process.spawn(
-            [
-                shutil.which("prometheus-alertmanager") or "alertmanager",
-                f"--config.file={am_conf}",
-                f"--storage.path={tmp / 'am'}",
-                f"--web.listen-address=127.0.0.1:{am_port}",
-                "--cluster.listen-address=",
-            ],
-            tmp / "alertmanager.log",
-        ),
-        process.spawn(
-            [
-                shutil.which("prometheus") or "prometheus",
-                f"--config.file={tmp / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-                "--rules.alert.resend-delay=1s",
-            ],
-            tmp / "prometheus.log",
-        ),
-    ]
+    alerting: Alerting | None = None
 
     def recorded() -> list[Any]:
         got = events.history(database_url, ["alert"], since=before)
         return [e for e in got if e.payload["alertname"] == ALERT]
 
     try:
-        assert process.wait_until(lambda: http_ready(am_url) and http_ready(prom_url), 30), (
-            process.tail(tmp / "prometheus.log") + process.tail(tmp / "alertmanager.log")
-        )
+        alerting = start_alerting(tmp, rule, am_conf)
         everything = lambda: mailbox.messages and hooks.received and recorded()  # noqa: E731
         assert process.wait_until(everything, 90, interval=0.5), (
             f"mails {len(mailbox.messages)}, hooks {len(hooks.received)}, "
@@ -280,11 +241,11 @@ def delivered(cfg: Settings, database_url: str) -> Iterator[dict[str, Any]]:
             "mails": mailbox.messages,
             "hooks": hooks.received,
             "events": recorded(),
-            "am_url": am_url,
+            "am_url": alerting.am_url,
             "tmp": tmp,
         }
     finally:
-        for pid in pids:
+        for pid in alerting.pids if alerting else []:
             assert process.stop(pid, timeout=15)
         web.shutdown()
         hooks.shutdown()

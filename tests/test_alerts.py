@@ -29,10 +29,9 @@ from portal.auth import bootstrap
 from portal.db.engine import get_engine
 from portal.db.tables import audit_log
 from portal.events import bus as events
-from portal.readiness import http_ready
 from portal.settings import Settings
 from portal.stack import configs, process
-from tests.conftest import REPO, free_port, run_portal, shared_tmpdir
+from tests.conftest import REPO, Alerting, free_port, run_portal, shared_tmpdir, start_alerting
 
 RULE_FILES = sorted((REPO / "prometheus" / "rules").glob("*.yml"))
 
@@ -245,37 +244,13 @@ def test_firing_rule_reaches_events_through_real_alertmanager(
     anonymous = httpx.post(f"{portal_server}/api/alerts", json=_payload(), timeout=10)
     assert anonymous.status_code == 401  # the server checks tokens: Alertmanager must send one
     tmp = shared_tmpdir("obsportal-alerts-e2e-")
-    prom_port, am_port = free_port(), free_port()
-    am_url, prom_url = f"http://127.0.0.1:{am_port}", f"http://127.0.0.1:{prom_port}"
-    (tmp / "rules.yml").write_text(
-        yaml.safe_dump(
-            {
-                "groups": [
-                    {
-                        "name": "e2e",
-                        "interval": "1s",
-                        "rules": [
-                            {
-                                "alert": "PortalE2EAlert",
-                                "expr": 'label_replace(vector(1), "host", "e2e-host", "", "")',
-                                "for": "0s",
-                                "labels": {"severity": "warning"},
-                                "annotations": {"summary": "e2e alert fired"},
-                            }
-                        ],
-                    }
-                ]
-            }
-        )
-    )
-    prom_cfg = {
-        "global": {"evaluation_interval": "1s", "scrape_interval": "15s"},
-        "rule_files": [str(tmp / "rules.yml")],
-        "alerting": {
-            "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
-        },
+    rule = {
+        "alert": "PortalE2EAlert",
+        "expr": 'label_replace(vector(1), "host", "e2e-host", "", "")',
+        "for": "0s",
+        "labels": {"severity": "warning"},
+        "annotations": {"summary": "e2e alert fired"},
     }
-    configs.write(tmp / "prometheus.yml", prom_cfg)
     am_config = configs.alertmanager_config(cfg)
     (hook,) = am_config["receivers"][0]["webhook_configs"]
     assert hook["url"] == f"{portal_server}/api/alerts"
@@ -283,32 +258,9 @@ def test_firing_rule_reaches_events_through_real_alertmanager(
     assert token_file == str(cfg.data_dir / "secrets" / "alertmanager.token")
     am_conf = configs.write(tmp / "alertmanager.yml", am_config)
     before = events.last_id(database_url)
-    pids = [
-        process.spawn(
-            [
-                shutil.which("prometheus-alertmanager") or "alertmanager",
-                f"--config.file={am_conf}",
-                f"--storage.path={tmp / 'am'}",
-                f"--web.listen-address=127.0.0.1:{am_port}",
-                "--cluster.listen-address=",
-            ],
-            tmp / "alertmanager.log",
-        ),
-        process.spawn(
-            [
-                shutil.which("prometheus") or "prometheus",
-                f"--config.file={tmp / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-                "--rules.alert.resend-delay=1s",  # Alertmanager is discovered after 1st send
-            ],
-            tmp / "prometheus.log",
-        ),
-    ]
+    alerting: Alerting | None = None
     try:
-        assert process.wait_until(lambda: http_ready(am_url) and http_ready(prom_url), 30), (
-            process.tail(tmp / "prometheus.log") + process.tail(tmp / "alertmanager.log")
-        )
+        alerting = start_alerting(tmp, rule, am_conf)
 
         def arrived() -> bool:
             got = events.history(database_url, ["alert"], since=before)
@@ -338,7 +290,7 @@ def test_firing_rule_reaches_events_through_real_alertmanager(
         out = run_portal("alerts", "list", check=True).stdout
         assert "e2e alert fired" in out
     finally:
-        for pid in pids:
+        for pid in alerting.pids if alerting else []:
             assert process.stop(pid, timeout=15)
         shutil.rmtree(tmp, ignore_errors=True)
 
