@@ -62,3 +62,17 @@ def parse_time(raw: str, what: str = "time", now: datetime | None = None) -> dat
     if when is None:
         raise PortalError(f"{_shown(what, raw)} is {HINT}")
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+#: The one text form of a time the portal prints (logs, audit): UTC, microseconds, ``Z``.
+STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def stamp(when: datetime) -> str:
+    """``when`` as ``STAMP`` (converted to UTC)."""
+    return when.astimezone(UTC).strftime(STAMP)
+
+
+def from_stamp(text: str) -> datetime:
+    """The aware UTC datetime of a ``STAMP`` text."""
+    return datetime.strptime(text, STAMP).replace(tzinfo=UTC)

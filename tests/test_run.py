@@ -37,19 +37,8 @@ def fresh_database(pg_server: str) -> Iterator[str]:
 def test_run_then_ctrl_c_leaves_no_process(fresh_database: str) -> None:
     database_url = fresh_database
     tmp = shared_tmpdir("obsportal-run-")
-    env = {
-        **os.environ,
-        "PORTAL_DATA_DIR": str(tmp),
-        "PORTAL_DATABASE_URL": database_url,
-        "PORTAL_PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",
-        "PORTAL_PUSHGATEWAY_URL": f"http://127.0.0.1:{free_port()}",
-        "PORTAL_ALERTMANAGER_URL": f"http://127.0.0.1:{free_port()}",
-        "PORTAL_WEB_BIND": f"127.0.0.1:{free_port()}",
-        "PORTAL_COLLECTOR_PORT": str(free_port()),
-        "PORTAL_WEB_WORKERS": "1",
-        "PORTAL_LOG_LEVEL": "INFO",  # the session exports WARNING; gunicorn's lines are INFO
-        "PORTAL_ANONYMOUS": "viewer",  # as `make run` sets it
-    }
+    # the session exports WARNING; gunicorn's lines are INFO
+    env = _run_env(tmp, database_url, PORTAL_LOG_LEVEL="INFO")
     proc = subprocess.Popen(
         [*portal_cmd("run", "--no-demo")],
         env=env,

@@ -9,7 +9,6 @@ JSON-lines forms ``portal audit`` prints.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,9 +18,11 @@ import sqlalchemy as sa
 
 from portal.auth.identity import Identity
 from portal.db.engine import describe_unreachable, get_engine
+from portal.db.follow import follow as following
 from portal.db.tables import audit_log
 from portal.errors import DatabaseUnavailable, PortalError
 from portal.globs import like_pattern
+from portal.timeparse import stamp
 
 if TYPE_CHECKING:
     import psycopg
@@ -180,29 +181,20 @@ def follow(
     stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[Logged]:
     """Matching entries as they arrive: those since ``since`` (default: the last ``lag``), then
-    new ones. The window re-read each poll reaches ``lag`` back, so an entry whose transaction
-    commits late is still shown once; one committed more than ``lag`` after its time is missed.
-    """
-    start = since or datetime.now(UTC) - lag
-    newest = start
-    seen: dict[int, datetime] = {}
-    while True:
-        for entry in query(database_url, actor, action, target, since=max(start, newest - lag)):
-            if entry.id in seen:
-                continue
-            seen[entry.id] = entry.time
-            newest = max(newest, entry.time)
-            yield entry
-        horizon = newest - lag
-        seen = {i: t for i, t in seen.items() if t >= horizon}
-        if stop():
-            return
-        time.sleep(poll)
+    new ones (``portal.db.follow``); one committed more than ``lag`` after its time is missed."""
+    return following(
+        lambda start: query(database_url, actor, action, target, since=start),
+        key=lambda entry: entry.id,
+        when=lambda entry: entry.time,
+        since=since,
+        poll=poll,
+        lag=lag,
+        stop=stop,
+    )
 
 
 # -- output ------------------------------------------------------------------------------------
-def iso(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+iso = stamp  # the one printed time form (portal.timeparse)
 
 
 def _word(value: str) -> str:

@@ -21,6 +21,7 @@ from portal import settings
 from portal.errors import PortalError
 from portal.logs.filters import LogQuery, build_query
 from portal.logs.format import FORMATS, Record, formatter
+from portal.timeparse import stamp
 
 CHUNK_LINES = 2000
 
@@ -111,7 +112,7 @@ def _record(fields: dict[str, Any]) -> Record:
     try:
         when = datetime.fromisoformat(ts)
         when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
-        ts = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        ts = stamp(when)
     except ValueError:
         pass
     seq = fields.get("seq")

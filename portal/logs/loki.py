@@ -22,6 +22,7 @@ from portal.errors import BackendUnavailable, PortalError
 from portal.logs.format import Record
 from portal.logs.query import LEVELS, LogQuery
 from portal.redact import redact_url
+from portal.timeparse import stamp
 
 log = logging.getLogger(__name__)
 
@@ -219,5 +220,5 @@ def records(url: str, q: LogQuery) -> Iterator[Record]:
             host = labels.pop("host", "-")
             component = labels.pop("component", "")
             level = labels.pop("level", "INFO")
-            ts = e.time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            ts = stamp(e.time)
             yield Record(ts, host, component, level, e.line, json.dumps(labels), None, None)

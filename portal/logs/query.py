@@ -10,10 +10,9 @@ from __future__ import annotations
 import contextlib
 import difflib
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -21,11 +20,12 @@ import sqlalchemy.exc
 from psycopg import sql
 
 from portal.db.engine import describe_unreachable, get_engine, time_limit
+from portal.db.follow import follow as following
 from portal.errors import DatabaseUnavailable, PortalError, QueryTimeout
 from portal.globs import like_pattern
 from portal.logs.filters import LEVELS, LogQuery, parse_level
 from portal.logs.format import Record
-from portal.timeparse import parse_time
+from portal.timeparse import from_stamp, parse_time
 
 __all__ = [
     "LEVELS",
@@ -170,7 +170,7 @@ def tail_then_follow(url: str, q: LogQuery, lines: int, **kw: Any) -> Iterator[R
     yield from recs
     since, shown = q.since, set()
     if recs:
-        since = _ts(recs[-1].ts)
+        since = from_stamp(recs[-1].ts)
         shown = {_key(r) for r in recs if r.ts == recs[-1].ts}
     for rec in follow(url, replace(q, since=since, limit=None), **kw):
         if _key(rec) not in shown:
@@ -187,23 +187,15 @@ def follow(
     """Matching records as they arrive: history since ``q.since`` (default: the last ``lag``),
     then new ones. Lines that reach the store more than ``lag`` after their own time are missed.
     """
-    start = q.since or datetime.now(UTC) - lag
-    seen: dict[tuple[Any, ...], str] = {}
-    newest = start
-    while True:
-        window = replace(q, since=max(start, newest - lag), until=None, limit=None)
-        for rec in stream(url, window):
-            key = _key(rec)
-            if key in seen:
-                continue
-            seen[key] = rec.ts
-            newest = max(newest, _ts(rec.ts))
-            yield rec
-        horizon = _iso(newest - lag)
-        seen = {k: ts for k, ts in seen.items() if ts >= horizon}
-        if stop():
-            return
-        time.sleep(poll)
+    return following(
+        lambda start: stream(url, replace(q, since=start, until=None, limit=None)),
+        key=_key,
+        when=lambda rec: from_stamp(rec.ts),
+        since=q.since,
+        poll=poll,
+        lag=lag,
+        stop=stop,
+    )
 
 
 #: The hosts that ever stored a line: a skip scan over the ``(host, component, time)`` index
@@ -276,14 +268,6 @@ def check_hosts(url: str, patterns: tuple[str, ...]) -> None:
         problems.append(problem)
     if problems:
         raise PortalError("; ".join(problems))
-
-
-def _ts(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-
-
-def _iso(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def query_frame(
