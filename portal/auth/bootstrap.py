@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 from portal.auth import tokens, users
@@ -16,13 +17,17 @@ ADMIN = "admin"
 SETUP = Identity("setup", "cli", "admin", "local")  # the actor of what `portal run` sets up
 
 
-def _secret_file(path: Path, make: str) -> str:
-    """The secret in ``path``, written once with mode 0600 (``make`` the first time)."""
+def secret_file(path: Path, make: str) -> str:
+    """The secret in ``path``, written once with mode 0600 (``make`` the first time). Several
+    processes may race here (gunicorn workers): one creates it, the others read it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return path.read_text().strip()
+        deadline = time.monotonic() + 5  # the creator may still be writing it
+        while not (found := path.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return found
     with os.fdopen(fd, "w") as out:
         out.write(make + "\n")
     return make
@@ -31,7 +36,7 @@ def _secret_file(path: Path, make: str) -> str:
 def alertmanager_token_file(cfg: Settings) -> Path:
     """Where the local stack keeps Alertmanager's webhook token (its config points here)."""
     path = cfg.data_dir / "secrets" / "alertmanager.token"
-    _secret_file(path, tokens.new_secret())
+    secret_file(path, tokens.new_secret())
     return path
 
 
@@ -46,6 +51,6 @@ def ensure_admin(cfg: Settings) -> str | None:
     in ``<data_dir>/admin-password`` (0600). None when users exist already."""
     if users.list_users(cfg.database_url):
         return None
-    password = _secret_file(cfg.data_dir / "admin-password", secrets.token_urlsafe(12))
+    password = secret_file(cfg.data_dir / "admin-password", secrets.token_urlsafe(12))
     users.add(cfg.database_url, SETUP, ADMIN, "admin", password)
     return password

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import secrets
 import time
 import uuid
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -24,7 +22,7 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from portal import routes
-from portal.auth import tokens, users
+from portal.auth import bootstrap, tokens, users
 from portal.auth.identity import ANONYMOUS, Identity
 from portal.auth.roles import PUBLIC, at_least, declared
 from portal.settings import Settings
@@ -61,25 +59,7 @@ def secret_key(cfg: Settings) -> str:
     """``PORTAL_SECRET_KEY``, else one generated once into the data dir with mode 0600."""
     if cfg.secret_key:
         return cfg.secret_key
-    path = cfg.data_dir / "secret_key"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_key(path)
-    with os.fdopen(fd, "w") as out:
-        out.write(secrets.token_urlsafe(48))
-    return _read_key(path)
-
-
-def _read_key(path: Path) -> str:
-    """The key file's content; another worker may still be writing it: wait for it briefly."""
-    deadline = time.monotonic() + 5
-    while True:
-        key = path.read_text().strip()
-        if key or time.monotonic() > deadline:
-            return key
-        time.sleep(0.01)
+    return bootstrap.secret_file(cfg.data_dir / "secret_key", secrets.token_urlsafe(48))
 
 
 def install(server: flask.Flask, cfg: Settings) -> None:
