@@ -65,6 +65,37 @@ def run_as() -> str | None:
     return "postgres"
 
 
+def _reaches(user: str, path: Path) -> bool:
+    """Whether ``user`` can traverse to and use ``path`` (asked as that user, not guessed)."""
+    probe = subprocess.run(["test", "-x", str(path)], user=user, cwd="/", capture_output=True)
+    return probe.returncode == 0
+
+
+def usable_bins(bins: Path, user: str | None, data: Path) -> Path:
+    """``bins``, or a copy beside ``data`` when the server's user cannot reach them (the wheel's
+    binaries inside a checkout in a private, mode 0700, home directory). The data dir itself
+    must be reachable: say so in one line instead of failing inside initdb."""
+    if user is None:
+        return bins
+    if not _reaches(user, data.parent):
+        raise PortalError(
+            f"private PostgreSQL: the user {user} cannot reach {data.parent} (a private "
+            "directory?); set PORTAL_DATA_DIR to a folder it can enter, e.g. /var/lib/obsportal"
+        )
+    if _reaches(user, bins / "initdb"):
+        return bins
+    # keep the layout a wheel's RPATH expects: <pkg>/pginstall/bin and <pkg>.libs side by side
+    install, package = bins.parent, bins.parent.parent
+    root = data.parent / "pg-binaries"
+    copy = root / package.name / install.name
+    if not (copy / "bin" / "initdb").exists():
+        shutil.copytree(install, copy, symlinks=True, dirs_exist_ok=True)
+        libs = package.parent / f"{package.name}.libs"  # auditwheel's bundled libraries
+        if libs.is_dir():
+            shutil.copytree(libs, root / libs.name, symlinks=True, dirs_exist_ok=True)
+    return copy / "bin"
+
+
 def _chown(path: Path, user: str | None) -> None:
     if user:
         shutil.chown(path, user, user)
@@ -99,9 +130,9 @@ def pid_of(data: Path) -> int | None:
 def start(url: str, data: Path, log_path: Path, bins: Path | None = None) -> int:
     """initdb when needed, then start and wait; returns the postmaster pid."""
     host, port = check_local(url)
-    bins = bins or bin_dir()
     user = run_as()
     data.parent.mkdir(parents=True, exist_ok=True)
+    bins = usable_bins(bins or bin_dir(), user, data)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
@@ -156,7 +187,7 @@ def stop(data: Path, bins: Path | None = None) -> None:
     try:
         _run(
             [
-                str((bins or bin_dir()) / "pg_ctl"),
+                str(usable_bins(bins or bin_dir(), run_as(), data) / "pg_ctl"),
                 "-D",
                 str(data),
                 "-m",
