@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORTAL := $(VENV)/bin/portal
 APT_PACKAGES := prometheus prometheus-pushgateway prometheus-alertmanager prometheus-node-exporter \
-                postgresql-15-partman chromium chromium-driver openssh-server rsync
+                postgresql-15-partman chromium chromium-driver openssh-server rsync \
+                slurm-wlm munge victoria-metrics
 PYTEST_ARGS ?=
 
 .PHONY: run test lint format bootstrap system-packages bench clean

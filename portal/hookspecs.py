@@ -75,6 +75,26 @@ class OpsAction:
     params: dict[str, str] = field(default_factory=dict)  # name -> pattern the value must match
 
 
+@dataclass(frozen=True)
+class ProductKind:
+    """A kind of data product the catalog accepts (built-ins: L1 chunk, RFI mask, Hhat stacks)."""
+
+    name: str
+    help: str
+    retention: str = "standard"  # retention class: how long and where copies are kept
+
+
+@dataclass(frozen=True)
+class WorkKind:
+    """A kind of batch work the scheduler submits from its backlog (e.g. Hhat stacks to build)."""
+
+    name: str
+    help: str
+    priority: int = 0  # higher first; age breaks ties
+    max_pending_minutes: int = 120  # stuck-work limits, reported with the orchestrator's reason
+    max_running_minutes: int = 120
+
+
 @hookspec
 def register_settings() -> list[Setting]:
     """``PORTAL_*`` settings this plugin reads (validated with the core ones, shown in tables)."""
@@ -118,3 +138,13 @@ def prometheus_rule_files() -> list[Path]:
 @hookspec
 def register_ops_actions() -> list[OpsAction]:
     """Operations actions offered in the portal and by ``portal ops``."""
+
+
+@hookspec
+def register_product_kinds() -> list[ProductKind]:
+    """Kinds of data products the catalog accepts, beyond the built-in ones."""
+
+
+@hookspec
+def register_work_kinds() -> list[WorkKind]:
+    """Kinds of batch work the scheduler takes from its backlog."""

@@ -333,3 +333,19 @@ def web_sample_data(web_database_url: str) -> dict[str, object]:
     for topic in ("ops.host.down", "transfer.done", "alert.firing"):
         events.publish(database_url, topic, {"host": "st01"}, source="test")
     return {"hosts": [h[0] for h in hosts], "now": now, "url": database_url}
+
+
+# -- SSH ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def sshd(session_dir: Path) -> Iterator[Any]:
+    """A real OpenSSH server on 127.0.0.1 (``tests/sshd.py``), stopped by PID at the end."""
+    from portal.stack import process
+    from tests import sshd as sshd_server
+
+    if not sshd_server.available():
+        pytest.skip("openssh-server is not installed (make system-packages)")
+    server = sshd_server.start(session_dir / "sshd", free_port())
+    try:
+        yield server
+    finally:
+        process.stop(server.pid, timeout=10)

@@ -1,0 +1,1 @@
+"""Data products: producer API, catalog, storage accounting, replication rules, transfers."""

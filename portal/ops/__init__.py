@@ -1,0 +1,1 @@
+"""Operations: executors (SSH, dry run), actions, the ops worker, its page and `portal ops`."""

@@ -1,0 +1,1 @@
+"""Backlog-driven batch scheduling on an existing orchestrator (Slurm)."""
