@@ -1,0 +1,3 @@
+"""The data capability's hook implementations."""
+
+from __future__ import annotations

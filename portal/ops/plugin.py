@@ -1,0 +1,3 @@
+"""The ops capability's hook implementations."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""The sched capability's hook implementations."""
+
+from __future__ import annotations
