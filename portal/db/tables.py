@@ -107,6 +107,8 @@ event_cursors = sa.Table(
     sa.Column("updated_at", TS, nullable=False),
 )
 
+#: The catalog (owned by ``portal.data``): one row per product, its natural key ``name``; the
+#: copy where it was produced is at ``site``/``path`` (``state`` complete | deleted).
 data_products = sa.Table(
     "data_products",
     metadata,
@@ -116,14 +118,20 @@ data_products = sa.Table(
     sa.Column("host", sa.Text, nullable=False),
     sa.Column("path", sa.Text, nullable=False),
     sa.Column("size_bytes", sa.BigInteger, nullable=False),
-    sa.Column("checksum", sa.Text),
+    sa.Column("checksum", sa.Text),  # "sha256:<hex>" (algorithm:digest)
     sa.Column("time_start", TS),
     sa.Column("time_end", TS),
     sa.Column("state", sa.Text, nullable=False),  # writing | complete | deleted
     sa.Column("metadata", JSONB, nullable=False),
     sa.Column("created_at", TS, nullable=False),
+    sa.Column("site", sa.Text, nullable=False),  # where it was produced (its origin copy)
+    sa.Column("beam", sa.Integer),
+    sa.Column("ra_deg", sa.Float),  # pointing coverage: sky position
+    sa.Column("dec_deg", sa.Float),
+    sa.Column("retention", sa.Text, nullable=False),  # retention class
 )
 
+#: Copies of a product at other sites (Rucio's replica states).
 replicas = sa.Table(
     "replicas",
     metadata,
@@ -131,14 +139,18 @@ replicas = sa.Table(
     sa.Column("product_id", sa.BigInteger, sa.ForeignKey("data_products.id"), nullable=False),
     sa.Column("site", sa.Text, nullable=False),
     sa.Column("path", sa.Text, nullable=False),
-    sa.Column("state", sa.Text, nullable=False),  # pending | copying | verified | failed
-    sa.Column("checksum", sa.Text),
+    # AVAILABLE | COPYING | UNAVAILABLE | BAD | BEING_DELETED
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("checksum", sa.Text),  # as verified at the site
     sa.Column("size_bytes", sa.BigInteger),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("last_error", sa.Text),
     sa.Column("requested_at", TS, nullable=False),
     sa.Column("verified_at", TS),
+    sa.Column("updated_at", TS, nullable=False),
 )
+
+REPLICA_STATES = ("AVAILABLE", "COPYING", "UNAVAILABLE", "BAD", "BEING_DELETED")
 
 #: Append-only (a trigger refuses UPDATE, DELETE and TRUNCATE); retention drops partitions.
 audit_log = sa.Table(
@@ -201,5 +213,6 @@ IDEMPOTENCY_KEYS: dict[str, tuple[str, ...]] = {
     "log_lines": ("source", "seq", "time"),
     "pointings": ("beam", "time"),
     "beam_events": ("beam", "kind", "time"),
+    "data_products": ("name",),
 }
-ENFORCED_KEYS = frozenset({"log_lines", "pointings", "beam_events"})
+ENFORCED_KEYS = frozenset({"log_lines", "pointings", "beam_events", "data_products"})

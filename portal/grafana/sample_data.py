@@ -230,7 +230,7 @@ def seed_database(
         pg.execute(
             "INSERT INTO replicas (product_id, site, path, state, size_bytes, attempts, "
             "requested_at) SELECT id, 'archive', 'archive:' || path, "
-            "CASE WHEN id % 7 = 0 THEN 'pending' ELSE 'verified' END, size_bytes, 1, now() "
+            "CASE WHEN id % 7 = 0 THEN 'COPYING' ELSE 'AVAILABLE' END, size_bytes, 1, now() "
             "FROM data_products WHERE NOT EXISTS "
             "(SELECT 1 FROM replicas r WHERE r.product_id = data_products.id)"
         )
