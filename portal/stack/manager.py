@@ -94,6 +94,11 @@ def log_path(cfg: Settings, name: str) -> Path:
     return cfg.data_dir / "log" / f"{name}.log"
 
 
+def _log(cfg: Settings, name: str, entry: dict[str, Any] | None) -> Path:
+    """The service's log: where it was started (PostgreSQL's may live outside the data dir)."""
+    return Path(entry["log"]) if entry and entry.get("log") else log_path(cfg, name)
+
+
 # -- health -----------------------------------------------------------------------------------
 def healthy(service: Service, url: str) -> bool:
     if service is POSTGRES:
@@ -155,7 +160,7 @@ def _inspect(service: Service, cfg: Settings, entry: dict[str, Any] | None) -> S
                 url,
                 pid,
                 True,
-                f"not running; last log lines: {process.tail(log_path(cfg, service.name), 3)}",
+                f"not running; last log lines: {process.tail(_log(cfg, service.name, entry), 3)}",
             )
         state = "healthy" if healthy(service, url) else "unhealthy"
         return ServiceStatus(service.name, state, url, pid, True)
@@ -173,9 +178,15 @@ def _start(service: Service, cfg: Settings) -> dict[str, Any]:
     url = service.url(cfg)
     logp = log_path(cfg, service.name)
     if service is POSTGRES:
-        data = cfg.data_dir / "postgresql"
+        data, logp = postgres.placement(cfg.data_dir / "postgresql", logp)
         pid = postgres.start(url, data, logp)
-        return {"managed": True, "pid": pid, "data": str(data), "binary": "postgres"}
+        return {
+            "managed": True,
+            "pid": pid,
+            "data": str(data),
+            "log": str(logp),
+            "binary": "postgres",
+        }
     parts = urlsplit(url)
     if parts.hostname not in postgres.LOCAL_HOSTS:
         raise PortalError(
@@ -223,7 +234,7 @@ def _ensure(
 
     process.wait_until(settled, START_TIMEOUT, interval=0.1)
     if not healthy(service, url):
-        log = log_path(cfg, service.name)
+        log = _log(cfg, service.name, entry)
         raise PortalError(
             f"{service.name} did not become healthy at {redact_url(url)}; "
             f"log {log}: {process.tail(log, 3)}"
@@ -284,7 +295,7 @@ def crashed(cfg: Settings) -> list[Crash]:
         if process.alive(pid, expect):
             continue
         how = process.describe_exit(process.exit_code(entry.get("pid")))
-        last = process.tail(log_path(cfg, service.name), 1)
+        last = process.tail(_log(cfg, service.name, entry), 1)
         out.append(Crash(service.name, pid, how, last))
     return out
 

@@ -8,6 +8,7 @@ as the ``postgres`` user (created as a system user when missing).
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pwd
 import shutil
@@ -19,6 +20,8 @@ from portal.errors import PortalError
 from portal.stack import process
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# where the server's files go when its user cannot enter the data dir (a private checkout)
+SHARED_ROOT = Path("/var/lib/obsportal")
 
 
 def wheel_bin_dir() -> Path | None:
@@ -69,6 +72,22 @@ def _reaches(user: str, path: Path) -> bool:
     """Whether ``user`` can traverse to and use ``path`` (asked as that user, not guessed)."""
     probe = subprocess.run(["test", "-x", str(path)], user=user, cwd="/", capture_output=True)
     return probe.returncode == 0
+
+
+def placement(data: Path, log_path: Path) -> tuple[Path, Path]:
+    """Data dir and log as asked, or under ``SHARED_ROOT`` (one folder per asked path) when the
+    server's user cannot enter the asked folder: a checkout in a private (0700) home directory."""
+    user = run_as()
+    data.parent.mkdir(parents=True, exist_ok=True)
+    if user is None or _reaches(user, data.parent):
+        return data, log_path
+    SHARED_ROOT.mkdir(parents=True, exist_ok=True)
+    SHARED_ROOT.chmod(0o755)
+    digest = hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:12]
+    home = SHARED_ROOT / f"postgresql-{digest}"
+    home.mkdir(exist_ok=True)
+    home.chmod(0o755)
+    return home / "data", home / "postgresql.log"
 
 
 def usable_bins(bins: Path, user: str | None, data: Path) -> Path:
