@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import select
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -43,6 +45,40 @@ def limited(seconds: float | None) -> Iterator[None]:
         yield
     finally:
         _time_limit.reset(token)
+
+
+#: A pooled connection idle longer than this is pinged before use; one used more recently is
+#: pinged only when its socket has something to read (the server closed it or said goodbye).
+PING_AFTER_S = 30.0
+POOL_SIZE = 8
+POOL_OVERFLOW = 4
+
+
+def _readable(fd: int) -> bool:
+    try:
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True  # a closed descriptor: let the ping find out
+
+
+def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+    record.info["checked_in"] = time.monotonic()
+
+
+def _ping_if_stale(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    """On checkout: a round trip only for a connection that may be dead, not on every request
+    (``pool_pre_ping`` pings always, which doubled the round trips of a small query)."""
+    if dbapi_conn.closed or dbapi_conn.broken:
+        raise sa.exc.DisconnectionError("connection closed")
+    idle = time.monotonic() - record.info.get("checked_in", 0.0)
+    if idle < PING_AFTER_S and not _readable(dbapi_conn.fileno()):
+        return
+    try:
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        dbapi_conn.rollback()
+    except psycopg.Error as exc:
+        raise sa.exc.DisconnectionError(str(exc)) from None
 
 
 def _timeout_ms(seconds: float) -> int:
@@ -90,14 +126,27 @@ def get_engine(url: str) -> Engine:
         if engine is None:
             engine = sa.create_engine(
                 sqlalchemy_url(url),
-                pool_pre_ping=True,
-                pool_size=5,
-                max_overflow=5,
+                pool_size=POOL_SIZE,
+                max_overflow=POOL_OVERFLOW,
+                pool_timeout=10,
                 connect_args={"connect_timeout": 5, "application_name": "obsportal"},
             )
+            sa.event.listen(engine, "connect", _checked_in)  # fresh: no ping needed
+            sa.event.listen(engine, "checkin", _checked_in)
+            sa.event.listen(engine, "checkout", _ping_if_stale)
             sa.event.listen(engine, "checkout", _apply_limit)
             _engines[url] = engine
         return engine
+
+
+def pool_usage(url: str) -> tuple[int, int] | None:
+    """(connections in use, most the pool hands out) for ``url``; None before its first use."""
+    with _lock:
+        engine = _engines.get(url)
+    if engine is None:
+        return None
+    pool: Any = engine.pool
+    return int(pool.checkedout()), POOL_SIZE + POOL_OVERFLOW
 
 
 def dispose_all() -> None:

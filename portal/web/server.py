@@ -23,6 +23,10 @@ from portal.web import loader, sources
 log = logging.getLogger("portal.web.server")
 POLL_SECONDS = 0.5
 #: Imported in the master before forking, so a reloaded worker starts in about a second.
+#: Requests a worker serves at once. Threads, not more processes: most of a request's time is
+#: waiting on PostgreSQL or Prometheus, and a slow query must not hold up /healthz behind it.
+#: Each worker's database pool (``portal.db.engine``) holds at least this many connections.
+THREADS = 8
 PRELOAD = ("numpy", "pandas", "plotly.graph_objects", "dash", "flask", "sqlalchemy", "psycopg")
 
 
@@ -68,7 +72,7 @@ class PortalServer(BaseApplication):
             "bind": self.portal_cfg.web_bind,
             "workers": self.portal_cfg.web_workers,
             "worker_class": "gthread",
-            "threads": 4,
+            "threads": THREADS,
             "timeout": 60,
             "graceful_timeout": 10,
             "accesslog": None,
