@@ -22,11 +22,11 @@ from portal.web import loader, sources
 
 log = logging.getLogger("portal.web.server")
 POLL_SECONDS = 0.5
-#: Imported in the master before forking, so a reloaded worker starts in about a second.
 #: Requests a worker serves at once. Threads, not more processes: most of a request's time is
 #: waiting on PostgreSQL or Prometheus, and a slow query must not hold up /healthz behind it.
 #: Each worker's database pool (``portal.db.engine``) holds at least this many connections.
 THREADS = 8
+#: Imported in the master before forking, so a reloaded worker starts in about a second.
 PRELOAD = ("numpy", "pandas", "plotly.graph_objects", "dash", "flask", "sqlalchemy", "psycopg")
 
 
