@@ -1,0 +1,191 @@
+"""Sites where copies live, and the few operations a transfer needs there (rsync over SSH).
+
+A site's ``url`` is ``ssh://user@host:port/root`` (copied with rsync over SSH, checked with the
+site's own ``sha256sum``) or ``file:///root`` (a local filesystem, e.g. a mounted archive).
+This is the one module that runs ``ssh``/``rsync`` for the data capability.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shlex
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+
+from portal.data import checksum as checksums
+from portal.data.tables import sites
+from portal.db.engine import get_engine
+from portal.errors import PortalError
+
+PARTIAL_DIR = ".rsync-partial"  # rsync keeps interrupted files here: never at the final path
+
+
+@dataclass(frozen=True)
+class Site:
+    """One row of ``data_sites``, with its URL taken apart."""
+
+    name: str
+    url: str
+    max_active: int = 2
+    bwlimit_kbps: int = 0
+    capacity_bytes: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url).scheme
+
+    @property
+    def root(self) -> str:
+        return urlsplit(self.url).path or "/"
+
+    @property
+    def target(self) -> str:
+        """``user@host`` for SSH sites."""
+        parts = urlsplit(self.url)
+        return f"{parts.username}@{parts.hostname}" if parts.username else str(parts.hostname)
+
+    def path_of(self, name: str) -> str:
+        """Where product ``name`` lives at this site (inside the site's root, always)."""
+        clean = posixpath.normpath("/" + name).lstrip("/")
+        if not clean or clean.startswith(".."):
+            raise PortalError(f"product name {name!r} cannot be a path at a site")
+        return posixpath.join(self.root, clean)
+
+    def ssh_argv(self) -> list[str]:
+        """``ssh`` with strict host keys and no prompts (BatchMode)."""
+        parts = urlsplit(self.url)
+        argv = [
+            "ssh",
+            "-p",
+            str(parts.port or 22),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+        ]
+        if self.options.get("identity_file"):
+            argv += ["-i", str(self.options["identity_file"])]
+        if self.options.get("known_hosts"):
+            argv += ["-o", f"UserKnownHostsFile={self.options['known_hosts']}"]
+            argv += ["-o", "StrictHostKeyChecking=yes"]
+        return argv
+
+    def run(self, argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` at the site (through SSH, or here for ``file://``)."""
+        if self.scheme == "file":
+            return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        command = " ".join(shlex.quote(a) for a in argv)
+        return subprocess.run(
+            [*self.ssh_argv(), self.target, command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def checksum(self, path: str, algo: str) -> str:
+        """The checksum of ``path`` computed at the site; ``PortalError`` when it cannot be."""
+        proc = self.run([checksums.TOOLS[algo], "--", path])
+        if proc.returncode != 0:
+            raise PortalError(f"{checksums.TOOLS[algo]} at {self.name}: {_first(proc.stderr)}")
+        return f"{algo}:{proc.stdout.split()[0].lower()}"
+
+    def remove(self, path: str) -> None:
+        proc = self.run(["rm", "-f", "--", path])
+        if proc.returncode != 0:
+            raise PortalError(f"rm at {self.name}: {_first(proc.stderr)}")
+
+    def copy_argv(self, source: str, dest: str, *, force: bool = False) -> list[str]:
+        """``rsync`` writing into a temporary name (renamed when complete), resuming from the
+        partial dir after an interrupted copy; ``force`` rewrites a file that looks current."""
+        argv = ["rsync", "--times", "--mkpath", f"--partial-dir={PARTIAL_DIR}", "--info=progress2"]
+        if self.bwlimit_kbps:
+            argv.append(f"--bwlimit={self.bwlimit_kbps}")
+        if force:
+            argv.append("--ignore-times")
+        if self.scheme == "file":
+            return [*argv, source, dest]
+        ssh = " ".join(shlex.quote(a) for a in self.ssh_argv())
+        return [*argv, "-e", ssh, source, f"{self.target}:{dest}"]
+
+
+def _first(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def die_with_parent() -> None:
+    """In a child: be killed when the worker dies (kill -9 leaves no orphan copy running)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    os.setpgrp()
+
+
+def check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "file" and parts.path.startswith("/"):
+        return url
+    if parts.scheme == "ssh" and parts.hostname and parts.path.startswith("/"):
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise PortalError(f"site URL {url!r} has a bad port") from None
+        return url
+    raise PortalError(f"site URL {url!r} is neither ssh://user@host[:port]/root nor file:///root")
+
+
+def load(url: str, name: str) -> Site:
+    """The site named ``name``, or one clear error."""
+    with get_engine(url).connect() as conn:
+        row = conn.execute(sa.select(sites).where(sites.c.name == name)).first()
+    if row is None:
+        raise PortalError(f"no site named {name!r} (portal data site add)")
+    m = row._mapping
+    return Site(
+        m["name"], m["url"], m["max_active"], m["bwlimit_kbps"], m["capacity_bytes"], m["options"]
+    )
+
+
+def all_sites(url: str) -> list[Site]:
+    with get_engine(url).connect() as conn:
+        rows = conn.execute(sa.select(sites).order_by(sites.c.name)).all()
+    return [
+        Site(r.name, r.url, r.max_active, r.bwlimit_kbps, r.capacity_bytes, r.options) for r in rows
+    ]
+
+
+def save(url: str, site: Site) -> dict[str, Any] | None:
+    """Add or change a site; returns its previous row (for the audit log) or None."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    check_url(site.url)
+    values = {
+        "name": site.name,
+        "url": site.url,
+        "max_active": site.max_active,
+        "bwlimit_kbps": site.bwlimit_kbps,
+        "capacity_bytes": site.capacity_bytes,
+        "options": site.options,
+    }
+    with get_engine(url).begin() as conn:
+        before = conn.execute(sa.select(sites).where(sites.c.name == site.name)).first()
+        stmt = insert(sites).values(**values, created_at=sa.func.now())
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["name"], set_={k: v for k, v in values.items() if k != "name"}
+            )
+        )
+    if before is None:
+        return None
+    return {k: v for k, v in before._mapping.items() if k != "created_at"}

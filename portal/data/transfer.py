@@ -1,0 +1,375 @@
+"""Transfer workers: take queued requests, copy with rsync over SSH, verify, mark replicas.
+
+Several workers may run. A worker takes a request under one advisory lock (so a site's
+``max_active`` holds across workers), holds it with a lease it renews while copying, and marks
+the replica AVAILABLE only after the site's own checksum of the final file matches the catalog.
+rsync writes to a temporary name and keeps interrupted files in its partial dir, so a partial
+file is never at the final path. After ``kill -9`` the lease runs out and another worker takes
+the same request (one row per product and site: never a second replica); rsync resumes.
+Failures go back to the queue with doubling back-off until the attempts run out (FAILED).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from portal.data import checksum as checksums
+from portal.data import settings as data_settings
+from portal.data import sites as site_ops
+from portal.db.engine import connect_raw
+from portal.errors import PortalError
+from portal.events import bus as events
+from portal.settings import Settings
+
+log = logging.getLogger(__name__)
+CLAIM_LOCK = 0x0DA7A_C1A1  # advisory lock taken while choosing a request
+MAX_BACKOFF_S = 3600.0
+_PROGRESS = re.compile(rb"^\s*([\d,]+)\s+\d+%")
+
+#: rsync exit codes -> error class shown on the Transfers page
+RSYNC_CLASSES = {
+    255: "unreachable",
+    12: "protocol",
+    10: "unreachable",
+    11: "io",
+    23: "io",
+    24: "vanished",
+    30: "timeout",
+    35: "timeout",
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    request_id: int
+    product_id: int
+    site: str
+    name: str
+    path: str
+    size: int
+    checksum: str | None
+    attempts: int
+    force: bool  # the copy at the site was BAD: rewrite it
+
+
+class TransferError(Exception):
+    def __init__(self, error_class: str, message: str) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+
+
+class Worker:
+    """One transfer worker (``portal data worker``): ``run_once`` copies at most one file."""
+
+    def __init__(self, cfg: Settings, name: str = "") -> None:
+        self.cfg, self.url = cfg, cfg.database_url
+        self.name = name or f"{socket.gethostname().split('.')[0]}:{os.getpid()}"
+        self.lease_s = float(data_settings.value(cfg, "PORTAL_DATA_TRANSFER_LEASE"))
+        self.max_attempts = int(data_settings.value(cfg, "PORTAL_DATA_TRANSFER_ATTEMPTS"))
+        self.backoff_s = float(data_settings.value(cfg, "PORTAL_DATA_RETRY_BACKOFF"))
+
+    # -- taking a request --------------------------------------------------------------------
+    def claim(self, site: str = "") -> Job | None:
+        """The next due request whose site has a free slot, now SUBMITTED to this worker."""
+        with connect_raw(self.url, autocommit=True) as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
+            row = conn.execute(
+                """
+                SELECT t.id FROM transfer_requests t JOIN data_sites s ON s.name = t.site
+                WHERE ((t.state = 'QUEUED' AND t.next_attempt_at <= now())
+                       OR (t.state = 'SUBMITTED' AND t.lease_until < now()))
+                  AND (%(site)s = '' OR t.site = %(site)s)
+                  AND (SELECT count(*) FROM transfer_requests a WHERE a.site = t.site
+                       AND a.state = 'SUBMITTED' AND a.lease_until >= now()) < s.max_active
+                ORDER BY t.next_attempt_at, t.id LIMIT 1
+                """,
+                {"site": site},
+            ).fetchone()
+            if row is None:
+                return None
+            got = conn.execute(
+                """
+                UPDATE transfer_requests t SET state = 'SUBMITTED', worker = %s,
+                  lease_until = now() + make_interval(secs => %s), attempts = t.attempts + 1,
+                  started_at = now(), updated_at = now(), bytes_done = 0,
+                  bytes_total = p.size_bytes
+                FROM data_products p WHERE t.id = %s AND p.id = t.product_id
+                RETURNING t.id, p.id, t.site, p.name, p.path, p.size_bytes, p.checksum,
+                  t.attempts
+                """,
+                (self.name, self.lease_s, row[0]),
+            ).fetchone()
+            assert got is not None
+            bad = conn.execute(
+                "SELECT state FROM replicas WHERE product_id = %s AND site = %s", (got[1], got[2])
+            ).fetchone()
+            site_row = site_ops.load(self.url, got[2])
+            dest = site_row.path_of(got[3])
+            conn.execute(
+                """
+                INSERT INTO replicas (product_id, site, path, state, attempts, requested_at)
+                VALUES (%s, %s, %s, 'COPYING', 1, now())
+                ON CONFLICT (product_id, site) DO UPDATE SET
+                  state = CASE WHEN replicas.state = 'BAD' THEN 'BAD' ELSE 'COPYING' END,
+                  attempts = replicas.attempts + 1, path = excluded.path, updated_at = now()
+                """,
+                (got[1], got[2], dest),
+            )
+        rid, pid, site_name, name, path, size, digest, attempts = got
+        force = bool(bad and bad[0] == "BAD")
+        return Job(rid, pid, site_name, name, path, size, digest, attempts, force)
+
+    # -- doing it ------------------------------------------------------------------------------
+    def run_once(self, site: str = "") -> bool:
+        """Copy one file if one is due; False when nothing was."""
+        job = self.claim(site)
+        if job is None:
+            return False
+        try:
+            checksum = self._copy(job)
+        except TransferError as exc:
+            self._failed(job, exc.error_class, str(exc))
+        except Exception as exc:  # noqa: BLE001 - any surprise is this file's error, not a crash
+            log.exception("transfer %s -> %s", job.name, job.site)
+            self._failed(job, "internal", f"{type(exc).__name__}: {exc}")
+        else:
+            self._done(job, checksum)
+        return True
+
+    def _copy(self, job: Job) -> str:
+        site = site_ops.load(self.url, job.site)
+        if not os.path.isfile(job.path):
+            raise TransferError("source-missing", f"source file {job.path} does not exist")
+        dest = site.path_of(job.name)
+        argv = site.copy_argv(job.path, dest, force=job.force)
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=site_ops.die_with_parent,  # noqa: PLW1509 - sets PDEATHSIG only
+        )
+        stop = threading.Event()
+        done = [0]
+        beat = threading.Thread(target=self._heartbeat, args=(job, stop, done), daemon=True)
+        beat.start()
+        err_lines: list[bytes] = []
+        reader = threading.Thread(
+            target=lambda: err_lines.extend(proc.stderr.readlines() if proc.stderr else []),
+            daemon=True,
+        )
+        reader.start()
+        try:
+            self._progress(proc, done)
+            code = proc.wait()
+        finally:
+            stop.set()
+            beat.join(5)
+            reader.join(5)
+        if code != 0:
+            text = b"".join(err_lines).decode(errors="replace").strip().splitlines()
+            message = text[-1] if text else f"rsync exited with {code}"
+            raise TransferError(RSYNC_CLASSES.get(code, "rsync"), f"rsync: {message}")
+        expected = job.checksum or checksums.of_file(Path(job.path))
+        algo, _ = checksums.parse(expected)
+        try:
+            got = site.checksum(dest, algo)
+        except PortalError as exc:
+            raise TransferError("verify", str(exc)) from None
+        if got != expected:
+            self._mark_bad(job, f"checksum mismatch at {job.site}: expected {expected}, got {got}")
+            raise TransferError("checksum", f"checksum mismatch at {job.site}: got {got}")
+        return got
+
+    def _progress(self, proc: subprocess.Popen[bytes], done: list[int]) -> None:
+        """Bytes copied so far, from rsync's ``--info=progress2`` lines."""
+        assert proc.stdout is not None
+        buf = b""
+        while chunk := proc.stdout.read1(4096):  # type: ignore[attr-defined]
+            buf += chunk
+            *parts, buf = re.split(rb"[\r\n]", buf)
+            for part in parts:
+                m = _PROGRESS.match(part)
+                if m:
+                    done[0] = int(m[1].replace(b",", b""))
+
+    def _heartbeat(self, job: Job, stop: threading.Event, done: list[int]) -> None:
+        """Renew the lease (and report progress) while the copy runs."""
+        while not stop.wait(max(self.lease_s / 3, 0.2)):
+            try:
+                with connect_raw(self.url, autocommit=True) as conn:
+                    conn.execute(
+                        "UPDATE transfer_requests SET lease_until = now() + "
+                        "make_interval(secs => %s), bytes_done = %s, updated_at = now() "
+                        "WHERE id = %s AND worker = %s AND state = 'SUBMITTED'",
+                        (self.lease_s, done[0], job.request_id, self.name),
+                    )
+            except Exception as exc:  # noqa: BLE001 - the lease may lapse; another worker retries
+                log.warning("transfer lease of %s not renewed: %s", job.name, exc)
+
+    def _mark_bad(self, job: Job, error: str) -> None:
+        with connect_raw(self.url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE replicas SET state = 'BAD', last_error = %s, updated_at = now() "
+                "WHERE product_id = %s AND site = %s",
+                (error, job.product_id, job.site),
+            )
+        events.publish(
+            self.url,
+            "data.replica.bad",
+            {"product": job.name, "site": job.site, "error": error},
+            source="data-worker",
+        )
+
+    def _done(self, job: Job, checksum: str) -> None:
+        with connect_raw(self.url, autocommit=True) as conn, conn.transaction():
+            owned = conn.execute(
+                "UPDATE transfer_requests SET state = 'DONE', finished_at = now(), "
+                "updated_at = now(), bytes_done = bytes_total, last_error = NULL, "
+                "error_class = NULL, lease_until = NULL "
+                "WHERE id = %s AND worker = %s AND state = 'SUBMITTED' RETURNING id",
+                (job.request_id, self.name),
+            ).fetchone()
+            if owned is None:  # the lease lapsed and another worker has it: it will finish
+                return
+            conn.execute(
+                "UPDATE replicas SET state = 'AVAILABLE', checksum = %s, size_bytes = %s, "
+                "verified_at = now(), last_error = NULL, updated_at = now() "
+                "WHERE product_id = %s AND site = %s",
+                (checksum, job.size, job.product_id, job.site),
+            )
+        events.publish(
+            self.url,
+            "data.transfer.done",
+            {"product": job.name, "site": job.site, "bytes": job.size, "attempts": job.attempts},
+            source="data-worker",
+        )
+
+    def _failed(self, job: Job, error_class: str, message: str) -> None:
+        final = job.attempts >= self.max_attempts
+        delay = min(self.backoff_s * 2 ** (job.attempts - 1), MAX_BACKOFF_S)
+        with connect_raw(self.url, autocommit=True) as conn, conn.transaction():
+            conn.execute(
+                "UPDATE transfer_requests SET state = %s, last_error = %s, error_class = %s, "
+                "next_attempt_at = now() + make_interval(secs => %s), lease_until = NULL, "
+                "finished_at = CASE WHEN %s THEN now() END, updated_at = now() "
+                "WHERE id = %s AND worker = %s AND state = 'SUBMITTED'",
+                (
+                    "FAILED" if final else "QUEUED",
+                    message,
+                    error_class,
+                    delay,
+                    final,
+                    job.request_id,
+                    self.name,
+                ),
+            )
+            conn.execute(
+                "UPDATE replicas SET last_error = %s, updated_at = now(), state = CASE WHEN "
+                "state = 'BAD' THEN 'BAD' WHEN %s THEN 'UNAVAILABLE' ELSE state END "
+                "WHERE product_id = %s AND site = %s",
+                (message, final, job.product_id, job.site),
+            )
+        events.publish(
+            self.url,
+            "data.transfer.failed",
+            {
+                "product": job.name,
+                "site": job.site,
+                "error_class": error_class,
+                "error": message,
+                "attempt": job.attempts,
+                "final": final,
+            },
+            source="data-worker",
+        )
+
+    def run(self, site: str = "", idle_s: float = 2.0, stop: threading.Event | None = None) -> None:
+        """Forever: copy while there is work, then wait ``idle_s`` (``stop`` ends the loop)."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            try:
+                busy = self.run_once(site)
+            except Exception as exc:  # noqa: BLE001 - database away: wait and try again
+                log.warning("transfer worker: %s", str(exc).splitlines()[0] if str(exc) else exc)
+                busy = False
+            if not busy:
+                stop.wait(idle_s)
+
+
+def requeue_site(url: str, site: str) -> int:
+    """Put a site's FAILED requests back in the queue (after fixing the site); returns count."""
+    with connect_raw(url, autocommit=True) as conn:
+        cur = conn.execute(
+            "UPDATE transfer_requests SET state = 'QUEUED', attempts = 0, next_attempt_at = "
+            "now(), updated_at = now() WHERE site = %s AND state = 'FAILED'",
+            (site,),
+        )
+        return cur.rowcount
+
+
+def snapshot(url: str) -> dict[str, Any]:
+    """What the Transfers page and ``portal data transfers`` show."""
+    with connect_raw(url, autocommit=True) as conn:
+        by_state = conn.execute(
+            "SELECT site, state, count(*), coalesce(sum(bytes_total - bytes_done), 0) "
+            "FROM transfer_requests GROUP BY site, state ORDER BY site, state"
+        ).fetchall()
+        active = conn.execute(
+            "SELECT p.name, t.site, t.worker, t.bytes_done, t.bytes_total, t.started_at, "
+            "t.attempts FROM transfer_requests t JOIN data_products p ON p.id = t.product_id "
+            "WHERE t.state = 'SUBMITTED' AND t.lease_until >= now() ORDER BY t.started_at"
+        ).fetchall()
+        failing = conn.execute(
+            "SELECT site, coalesce(error_class, '-'), count(*), max(last_error) "
+            "FROM transfer_requests WHERE last_error IS NOT NULL AND state <> 'DONE' "
+            "GROUP BY 1, 2 ORDER BY 3 DESC"
+        ).fetchall()
+        rate = conn.execute(
+            "SELECT coalesce(sum(bytes_total), 0), "
+            "coalesce(extract(epoch FROM max(finished_at) - min(started_at)), 0) "
+            "FROM transfer_requests WHERE state = 'DONE' "
+            "AND finished_at > now() - interval '1 hour'"
+        ).fetchone()
+        per_day = conn.execute(
+            "SELECT coalesce(sum(size_bytes), 0) / 1 FROM data_products "
+            "WHERE created_at > now() - interval '1 day'"
+        ).fetchone()
+    moved, span = rate or (0, 0)
+    mb_s = float(moved) / float(span) / 1e6 if span and float(span) > 0 else 0.0
+    waiting = sum(int(b) for _s, st, _n, b in by_state if st in ("QUEUED", "SUBMITTED"))
+    eta_h = waiting / (mb_s * 1e6) / 3600 if mb_s > 0 else None
+    daily = float(per_day[0]) if per_day and per_day[0] else 0.0
+    return {
+        "by_state": [
+            {"site": s, "state": st, "requests": int(n), "bytes_left": int(b)}
+            for s, st, n, b in by_state
+        ],
+        "active": [
+            {
+                "product": n,
+                "site": s,
+                "worker": w,
+                "bytes_done": int(d),
+                "bytes_total": int(t),
+                "started_at": st,
+                "attempts": a,
+            }
+            for n, s, w, d, t, st, a in active
+        ],
+        "failing": [
+            {"site": s, "error_class": c, "requests": int(n), "last_error": e}
+            for s, c, n, e in failing
+        ],
+        "throughput_mb_s": mb_s,
+        "backlog_bytes": waiting,
+        "eta_hours": eta_h,
+        "backlog_days": waiting / daily if daily else None,
+    }
