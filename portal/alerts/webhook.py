@@ -18,6 +18,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from portal import routes
 from portal.alerts.payload import TOPIC, BadPayload, parse
+from portal.apidoc import describe
 from portal.auth import audit
 from portal.auth.roles import requires
 from portal.db.engine import connect_raw
@@ -26,9 +27,48 @@ from portal.events import bus as events
 
 blueprint = Blueprint("alerts", __name__)
 
+_TEXT_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+#: Alertmanager's webhook body (version 4; Grafana's contact point sends the same as version 1).
+NOTIFICATION = {
+    "type": "object",
+    "required": ["version", "alerts"],
+    "properties": {
+        "version": {"type": "string", "enum": ["4", "1"]},
+        "status": {"type": "string", "enum": ["firing", "resolved"]},
+        "receiver": {"type": "string"},
+        "groupKey": {"type": "string"},
+        "alerts": {
+            "type": "array",
+            "maxItems": 1000,
+            "items": {
+                "type": "object",
+                "required": ["status", "labels", "startsAt", "fingerprint"],
+                "properties": {
+                    "status": {"type": "string", "enum": ["firing", "resolved"]},
+                    "labels": {**_TEXT_MAP, "required": ["alertname"]},
+                    "annotations": _TEXT_MAP,
+                    "startsAt": {"type": "string", "format": "date-time"},
+                    "endsAt": {"type": "string"},
+                    "generatorURL": {"type": "string"},
+                    "fingerprint": {"type": "string", "minLength": 1},
+                },
+            },
+        },
+    },
+}
+RECORDED = {
+    "type": "object",
+    "required": ["recorded", "ids"],
+    "properties": {
+        "recorded": {"type": "integer", "minimum": 0},
+        "ids": {"type": "array", "items": {"type": "integer"}},
+    },
+}
+
 
 @blueprint.post("/api/alerts")
 @requires("operator")  # Alertmanager sends its token (portal stack up writes it)
+@describe(body=NOTIFICATION, responses={200: RECORDED}, tags=["alerts"])
 def receive() -> Response:
     """Record every alert of one Alertmanager notification."""
     try:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from portal import routes
+from portal.apidoc import describe
 from portal.auth import audit, users
 from portal.auth.identity import Identity
 from portal.auth.roles import PUBLIC, requires
@@ -144,6 +145,21 @@ def logout() -> WerkzeugResponse:
 
 @blueprint.get("/api/whoami")
 @requires("viewer")
+@describe(
+    "Who this request is, and with which role",
+    responses={
+        200: {
+            "type": "object",
+            "required": ["actor", "kind", "role"],
+            "properties": {
+                "actor": {"type": "string"},
+                "kind": {"type": "string", "enum": ["user", "token", "anonymous", "cli"]},
+                "role": {"type": ["string", "null"]},
+            },
+        }
+    },
+    tags=["auth"],
+)
 def whoami() -> flask.Response:
     who = routes.identity()
     return flask.jsonify({"actor": who.actor, "kind": who.kind, "role": who.role})

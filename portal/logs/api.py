@@ -14,6 +14,7 @@ import flask
 from werkzeug.datastructures import MultiDict
 
 from portal import routes
+from portal.apidoc import Media, Param, describe
 from portal.auth.roles import requires
 from portal.errors import BackendUnavailable, DatabaseUnavailable, PortalError, QueryTimeout
 from portal.logs.filters import build_query
@@ -23,6 +24,21 @@ blueprint = flask.Blueprint("logs_api", __name__)
 
 CHUNK = 1000
 MIMETYPES = {"text": "text/plain; charset=utf-8", "jsonl": "application/x-ndjson"}
+_YES = {"type": "string", "enum": ["1", "true", "yes", "0", "false", "no", ""]}
+PARAMS = (
+    Param("host", description="host name (repeatable)", repeat=True),
+    Param("component", description="component name or glob (repeatable)", repeat=True),
+    Param("level", description="minimum level: DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    Param("since", description="a duration back from now (2h), now-6h, or an ISO time"),
+    Param("until", description="as since"),
+    Param("grep", description="text the message contains"),
+    Param("re", _YES, "grep is a regular expression"),
+    Param("i", _YES, "grep ignores case"),
+    Param("query", description='a LogQL-style selector: {host="st01"} |= "text"'),
+    Param("limit", {"type": "integer", "minimum": 0}, "at most this many lines"),
+    Param("format", {"type": "string", "enum": list(FORMATS)}, "text (default) or jsonl"),
+    Param("download", _YES, "answer as a .log attachment"),
+)
 
 
 def _int(raw: str | None, name: str) -> int | None:
@@ -53,6 +69,17 @@ def _filename(args: MultiDict[str, str]) -> str:
 
 @blueprint.get("/api/logs")
 @requires("viewer")
+@describe(
+    "Stored log lines, oldest first, streamed",
+    params=PARAMS,
+    responses={
+        200: Media(
+            {"text/plain": {"type": "string"}, "application/x-ndjson": {"type": "string"}},
+            "one record per line: text, or one JSON object per line with format=jsonl",
+        )
+    },
+    tags=["logs"],
+)
 def get_logs() -> flask.Response:
     """Filters: host, component (repeatable, globs), level, since, until, grep (text the message
     contains; a regular expression with ``re=1``), query, limit.

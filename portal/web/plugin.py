@@ -37,9 +37,10 @@ def register_commands(cli: click.Group) -> None:
 
 @hookimpl
 def register_blueprints(settings: Settings) -> list[flask.Blueprint]:
+    from portal.web import openapi
     from portal.web.api import blueprint
 
-    return [blueprint]
+    return [blueprint, openapi.blueprint]
 
 
 @hookimpl
