@@ -67,12 +67,24 @@ class Dashboard:
 
 @dataclass(frozen=True)
 class OpsAction:
-    """An operations action (maintenance, restart, ...): the operations capability runs these."""
+    """An operations action (maintenance, restart, ...), run by the ops worker (docs/operations.md).
+
+    ``run`` is a ``"module:function"`` called as ``function(ctx)`` with a
+    ``portal.ops.context.RunContext``; it acts through ``ctx.command`` and ``ctx.step`` and
+    returns a dict for the run's result (``before``/``after``); ``ActionFailed`` fails the run.
+    ``check`` (optional, same form) is called as ``check(request)`` with a
+    ``portal.ops.runs.Request`` before the run is queued, to refuse it early with one line.
+    """
 
     name: str
     help: str
     role: str = "operator"
     params: dict[str, str] = field(default_factory=dict)  # name -> pattern the value must match
+    run: str = ""
+    check: str = ""
+    hosts: str = "some"  # how many hosts a run takes: "one", "some" (1 or more), "any" (0 too)
+    dangerous: bool = False  # the web page shows the dry run and asks before starting
+    resumable: bool = False  # when its worker dies, queued again (it reads ctx.progress)
 
 
 @dataclass(frozen=True)
@@ -86,13 +98,23 @@ class ProductKind:
 
 @dataclass(frozen=True)
 class WorkKind:
-    """A kind of batch work the scheduler submits from its backlog (e.g. Hhat stacks to build)."""
+    """A kind of batch work the scheduler submits from its backlog (e.g. Hhat stacks to build).
+
+    ``command`` is the shell command of one job, ``{key}`` replaced by the work item's key
+    (shell-quoted); empty: a stand-in that sleeps ``PORTAL_SCHED_STANDIN_SECONDS``, until the
+    plugin that does the work registers the kind with its real command.
+    """
 
     name: str
     help: str
     priority: int = 0  # higher first; age breaks ties
-    max_pending_minutes: int = 120  # stuck-work limits, reported with the orchestrator's reason
-    max_running_minutes: int = 120
+    max_pending_minutes: float = 120  # stuck-work limits, reported with the orchestrator's reason
+    max_running_minutes: float = 120
+    command: str = ""
+    cores: int = 1  # what one job asks of the orchestrator
+    memory_mb: int = 256
+    max_attempts: int = 3  # submissions before the work item is given up as failed
+    pointing_days: float = 0.0  # sky coverage one item stands for (the backlog forecast's unit)
 
 
 @hookspec

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -102,3 +103,74 @@ def describe(labels: Mapping[str, str], firing: bool, found: list[Silence] | Non
         return "no"
     why = f" ({silence.comment})" if silence.comment else ""
     return f"by {silence.created_by or '?'} until {when(silence.ends_at)}{why}"
+
+
+# -- creating and expiring silences (the operations capability's maintenance windows) ----------
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def create_silence(
+    url: str,
+    matchers: Iterable[Matcher],
+    ends_at: datetime,
+    created_by: str,
+    comment: str,
+    starts_at: datetime | None = None,
+    timeout: float = TIMEOUT_S,
+) -> str:
+    """Create a silence; returns its id. ``BackendUnavailable`` when Alertmanager refuses."""
+    body = {
+        "matchers": [
+            {"name": m.name, "value": m.value, "isRegex": m.is_regex, "isEqual": m.is_equal}
+            for m in matchers
+        ],
+        "startsAt": _iso(starts_at or datetime.now(UTC)),
+        "endsAt": _iso(ends_at),
+        "createdBy": created_by,
+        "comment": comment,
+    }
+    try:
+        resp = httpx.post(f"{url}/api/v2/silences", json=body, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise BackendUnavailable(f"Alertmanager at {url} does not answer ({exc})") from None
+    if resp.status_code != 200:
+        why = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else resp.status_code
+        raise BackendUnavailable(f"Alertmanager at {url} refused the silence ({why})")
+    try:
+        return str(resp.json()["silenceID"])
+    except (ValueError, KeyError, TypeError):
+        raise BackendUnavailable(f"Alertmanager at {url} sent no silence id") from None
+
+
+def expire_silence(url: str, silence_id: str, timeout: float = TIMEOUT_S) -> bool:
+    """Expire a silence now; False when Alertmanager does not know it (or it already ended)."""
+    try:
+        resp = httpx.delete(f"{url}/api/v2/silence/{silence_id}", timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise BackendUnavailable(f"Alertmanager at {url} does not answer ({exc})") from None
+    if resp.status_code == 200:
+        return True
+    if resp.status_code == 404 or "expired" in resp.text.lower():
+        return False
+    raise BackendUnavailable(f"Alertmanager at {url} refused to expire {silence_id}")
+
+
+def silence_state(url: str, silence_id: str, timeout: float = TIMEOUT_S) -> str | None:
+    """``active``, ``pending`` or ``expired``; None when Alertmanager does not know the id."""
+    try:
+        resp = httpx.get(f"{url}/api/v2/silence/{silence_id}", timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise BackendUnavailable(f"Alertmanager at {url} does not answer ({exc})") from None
+    if resp.status_code == 404:
+        return None
+    try:
+        resp.raise_for_status()
+        return str((resp.json().get("status") or {}).get("state") or "") or None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        raise BackendUnavailable(f"Alertmanager at {url} sent no silence {silence_id}") from None
+
+
+def list_silences(url: str, timeout: float = TIMEOUT_S) -> list[Silence]:
+    """The active silences (the same as ``silences``; named for symmetry with create/expire)."""
+    return silences(url, timeout)
