@@ -210,6 +210,12 @@ class Settings:
         "PostgreSQL/TimescaleDB holding metadata, metrics, logs and events. When it is "
         "unreachable, `portal stack up` starts a private server on the URL's port.",
     )
+    database_read_url: str = _setting(
+        "",
+        _url(("postgresql", "postgres", "postgresql+psycopg"), optional=True),
+        "A streaming read replica of `PORTAL_DATABASE_URL`: pages, quicklooks and API reads at "
+        "viewer level query it; writes, logins and the CLI stay on the primary. Empty: none.",
+    )
     data_dir: Path = _setting(
         "./var",
         _path,

@@ -27,6 +27,31 @@ _lock = threading.Lock()
 _time_limit: ContextVar[float | None] = ContextVar("portal_statement_timeout", default=None)
 
 
+#: (primary URL, replica URL) while this context only reads: ``get_engine(primary)`` then hands
+#: out the replica's engine. The web app sets it for requests at viewer level (which may not
+#: change anything); writers, the CLI and components always get the primary.
+_reads: ContextVar[tuple[str, str] | None] = ContextVar("portal_read_replica", default=None)
+
+
+def set_read_replica(primary: str, replica: str) -> None:
+    """Send this context's ``get_engine(primary)`` to ``replica`` (empty: to the primary)."""
+    _reads.set((primary, replica) if replica else None)
+
+
+def clear_read_replica() -> None:
+    _reads.set(None)
+
+
+@contextmanager
+def reading_from(primary: str, replica: str) -> Iterator[None]:
+    """``set_read_replica`` for a block (scripts, tests), restored afterwards."""
+    token = _reads.set((primary, replica) if replica else None)
+    try:
+        yield
+    finally:
+        _reads.reset(token)
+
+
 def time_limit() -> float | None:
     """The statement time limit of this context, in seconds (None: none)."""
     return _time_limit.get()
@@ -70,6 +95,10 @@ def _ping_if_stale(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
     (``pool_pre_ping`` pings always, which doubled the round trips of a small query)."""
     if dbapi_conn.closed or dbapi_conn.broken:
         raise sa.exc.DisconnectionError("connection closed")
+    if dbapi_conn.read_only is False:
+        # SQLAlchemy resets a read-only connection (quicklooks) to an explicit read-write one,
+        # which a replica refuses at BEGIN: back to the server's default instead
+        dbapi_conn.read_only = None
     idle = time.monotonic() - record.info.get("checked_in", 0.0)
     if idle < PING_AFTER_S and not _readable(dbapi_conn.fileno()):
         return
@@ -120,7 +149,11 @@ def database_name(url: str) -> str:
 
 
 def get_engine(url: str) -> Engine:
-    """A pooled engine per URL, shared by the whole process."""
+    """A pooled engine per URL, shared by the whole process (the read replica's, while this
+    context only reads and one is configured)."""
+    route = _reads.get()
+    if route is not None and url == route[0]:
+        url = route[1]
     with _lock:
         engine = _engines.get(url)
         if engine is None:

@@ -43,8 +43,8 @@ def check(cfg: Settings) -> dict[str, Any]:
     }
     if cfg.loki_url:
         probes["loki"] = lambda: http_ready(cfg.loki_url, "/ready", timeout=TIMEOUT)
-    read_url = getattr(cfg, "database_read_url", "")
-    if read_url:
+    if cfg.database_read_url:
+        read_url = cfg.database_read_url
         probes["database_replica"] = lambda: is_reachable(read_url, timeout=int(TIMEOUT))
         urls["database_replica"] = read_url
     with ThreadPoolExecutor(max_workers=len(probes)) as pool:
