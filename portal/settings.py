@@ -226,6 +226,13 @@ class Settings:
         _url(("http", "https")),
         "Prometheus; `portal stack up` starts one on this port when none answers.",
     )
+    prometheus_remote_write_url: str = _setting(
+        "",
+        _url(("http", "https"), optional=True),
+        "Long-term, multi-Prometheus store the local stack's Prometheus also sends every sample "
+        "to (`remote_write`), e.g. VictoriaMetrics' `http://HOST:8428/api/v1/write`; empty: "
+        "none. Point `PORTAL_PROMETHEUS_URL` at its query API to read from it.",
+    )
     pushgateway_url: str = _setting(
         "http://127.0.0.1:9091", _url(("http", "https")), "Pushgateway for batch jobs."
     )

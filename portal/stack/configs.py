@@ -26,9 +26,17 @@ def targets_dir(cfg: Settings) -> Path:
     return cfg.data_dir / "prometheus" / "targets"
 
 
+def remote_write(cfg: Settings) -> list[dict]:
+    """Where Prometheus forwards its samples (``PORTAL_PROMETHEUS_REMOTE_WRITE_URL``): a
+    long-term store several Prometheus servers can share; empty list when none is set."""
+    if not cfg.prometheus_remote_write_url:
+        return []
+    return [{"url": cfg.prometheus_remote_write_url, "queue_config": {"batch_send_deadline": "5s"}}]
+
+
 def prometheus_config(cfg: Settings, scrape_interval: str = "10s") -> dict:
     targets = targets_dir(cfg)
-    return {
+    config = {
         "global": {
             "scrape_interval": scrape_interval,
             "evaluation_interval": scrape_interval,
@@ -68,6 +76,9 @@ def prometheus_config(cfg: Settings, scrape_interval: str = "10s") -> dict:
             },
         ],
     }
+    if cfg.prometheus_remote_write_url:
+        config["remote_write"] = remote_write(cfg)
+    return config
 
 
 def _severity_matcher(severities: tuple[str, ...]) -> str:
