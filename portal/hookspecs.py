@@ -98,13 +98,23 @@ class ProductKind:
 
 @dataclass(frozen=True)
 class WorkKind:
-    """A kind of batch work the scheduler submits from its backlog (e.g. Hhat stacks to build)."""
+    """A kind of batch work the scheduler submits from its backlog (e.g. Hhat stacks to build).
+
+    ``command`` is the shell command of one job, ``{key}`` replaced by the work item's key
+    (shell-quoted); empty: a stand-in that sleeps ``PORTAL_SCHED_STANDIN_SECONDS``, until the
+    plugin that does the work registers the kind with its real command.
+    """
 
     name: str
     help: str
     priority: int = 0  # higher first; age breaks ties
-    max_pending_minutes: int = 120  # stuck-work limits, reported with the orchestrator's reason
-    max_running_minutes: int = 120
+    max_pending_minutes: float = 120  # stuck-work limits, reported with the orchestrator's reason
+    max_running_minutes: float = 120
+    command: str = ""
+    cores: int = 1  # what one job asks of the orchestrator
+    memory_mb: int = 256
+    max_attempts: int = 3  # submissions before the work item is given up as failed
+    pointing_days: float = 0.0  # sky coverage one item stands for (the backlog forecast's unit)
 
 
 @hookspec

@@ -1,3 +1,73 @@
-"""The sched capability's hook implementations."""
+"""The scheduling capability: ``portal sched``, the scheduler component, the Scheduling page,
+its settings and work kinds.
+
+Its alert rules (``prometheus/rules/sched.yml``) and Grafana dashboard
+(``grafana-provisioning/dashboards/scheduling.json``, from ``portal/grafana/dashboards/sched.py``)
+are shipped in the folders the alerts and grafana capabilities register as a whole, so the hooks
+below return nothing for them (registering them twice would load them twice).
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from portal.hookspecs import Component, Dashboard, WorkKind, hookimpl, portal_argv
+from portal.lazy import LazyCommand
+
+if TYPE_CHECKING:
+    from portal.settings import Setting, Settings
+
+
+@hookimpl
+def register_settings() -> list[Setting]:
+    from portal.sched.options import SPECS
+
+    return list(SPECS)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(
+        LazyCommand(
+            "sched",
+            "portal.sched.cli:sched",
+            "Backlog-driven batch scheduling on Slurm; real-time work keeps its share.",
+        )
+    )
+
+
+@hookimpl
+def register_components(settings: Settings) -> list[Component]:
+    return [
+        # the demo's own single-node Slurm (a site points PORTAL_SCHED_SLURM_CONF at its own)
+        Component("sched-slurm", portal_argv("sched", "slurm", "run"), demo_only=True, order=30),
+        Component("sched", portal_argv("sched", "run"), order=60),
+        Component(
+            "sched-demo-backlog", portal_argv("sched", "demo-backlog"), demo_only=True, order=61
+        ),
+    ]
+
+
+@hookimpl
+def register_work_kinds() -> list[WorkKind]:
+    from portal.sched.work import BUILTIN
+
+    return list(BUILTIN)
+
+
+@hookimpl
+def register_pages() -> list[Path]:
+    return [Path(__file__).resolve().parent / "pages"]
+
+
+@hookimpl
+def register_dashboards() -> list[Dashboard]:
+    return []  # the JSON is shipped in grafana-provisioning/, registered by the grafana plugin
+
+
+@hookimpl
+def prometheus_rule_files() -> list[Path]:
+    return []  # prometheus/rules/sched.yml is shipped with the alerts capability's rule folder
