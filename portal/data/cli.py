@@ -354,7 +354,7 @@ def transfers_cmd(as_json: bool) -> None:
         return
     for row in snap["by_state"]:
         click.echo(
-            f"{row['site']:16} {row['state']:10} {row['requests']:8}  "
+            f"{row['site']:16} {row['state']:10} {row['status']:20} {row['requests']:8}  "
             f"{human(row['bytes_left'])} left"
         )
     for a in snap["active"]:

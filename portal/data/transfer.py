@@ -319,8 +319,11 @@ def snapshot(url: str) -> dict[str, Any]:
     """What the Transfers page and ``portal data transfers`` show."""
     with connect_raw(url, autocommit=True) as conn:
         by_state = conn.execute(
-            "SELECT site, state, count(*), coalesce(sum(bytes_total - bytes_done), 0) "
-            "FROM transfer_requests GROUP BY site, state ORDER BY site, state"
+            "SELECT site, state, CASE WHEN state = 'QUEUED' AND last_error IS NOT NULL "
+            "THEN 'failing, will retry' WHEN state = 'QUEUED' THEN 'waiting in queue' "
+            "WHEN state = 'SUBMITTED' THEN 'copying' WHEN state = 'FAILED' THEN 'gave up' "
+            "ELSE 'done' END, count(*), coalesce(sum(bytes_total - bytes_done), 0) "
+            "FROM transfer_requests GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
         ).fetchall()
         active = conn.execute(
             "SELECT p.name, t.site, t.worker, t.bytes_done, t.bytes_total, t.started_at, "
@@ -344,13 +347,13 @@ def snapshot(url: str) -> dict[str, Any]:
         ).fetchone()
     moved, span = rate or (0, 0)
     mb_s = float(moved) / float(span) / 1e6 if span and float(span) > 0 else 0.0
-    waiting = sum(int(b) for _s, st, _n, b in by_state if st in ("QUEUED", "SUBMITTED"))
+    waiting = sum(int(b) for _s, st, _w, _n, b in by_state if st in ("QUEUED", "SUBMITTED"))
     eta_h = waiting / (mb_s * 1e6) / 3600 if mb_s > 0 else None
     daily = float(per_day[0]) if per_day and per_day[0] else 0.0
     return {
         "by_state": [
-            {"site": s, "state": st, "requests": int(n), "bytes_left": int(b)}
-            for s, st, n, b in by_state
+            {"site": s, "state": st, "status": w, "requests": int(n), "bytes_left": int(b)}
+            for s, st, w, n, b in by_state
         ],
         "active": [
             {
