@@ -119,7 +119,7 @@ def register_components(settings: Settings) -> list[Component]:
 
 @hookimpl
 def register_pages() -> list[Path]:
-    return []
+    return [Path(__file__).resolve().parent / "pages"]  # the Operations page (ops-fleet)
 
 
 @hookimpl
@@ -161,5 +161,51 @@ def register_ops_actions() -> list[OpsAction]:
             check="portal.ops.reboot:check",
             hosts="one",
             dangerous=True,
+        ),
+        *_fleet_actions(),
+    ]
+
+
+VERSION = r"(|[A-Za-z0-9][A-Za-z0-9._+~:-]{0,127})"  # empty: a rolling restart
+BATCH = r"(|[1-9][0-9]{0,3}%?)"  # 1, N hosts, or a percentage of them
+SETTLE = r"(|[0-9]{1,5}(\.[0-9]{1,3})?(s|m|h))"
+RUN_ID = r"[1-9][0-9]{0,17}"
+
+
+def _fleet_actions() -> list[OpsAction]:
+    """Rolling update, its rollback, power-outage recovery (portal/ops/rolling.py, recover.py)."""
+    return [
+        OpsAction(
+            "update",
+            "Update a component to a version on hosts, a batch at a time, each batch gated by "
+            "health; stops at the first failure (no version: a rolling restart).",
+            params={
+                "component": r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}",
+                "version": VERSION,
+                "batch": BATCH,
+                "settle": SETTLE,
+                "gate": FORCE,
+            },
+            run="portal.ops.rolling:run_update",
+            check="portal.ops.rolling:check_update",
+            dangerous=True,
+        ),
+        OpsAction(
+            "rollback",
+            "Restore the versions hosts ran before an update run.",
+            params={"run": RUN_ID, "settle": SETTLE},
+            run="portal.ops.rolling:run_rollback",
+            check="portal.ops.rolling:check_rollback",
+            dangerous=True,
+        ),
+        OpsAction(
+            "recover",
+            "Bring the cluster back after a power cut, tier by tier: database, storage, "
+            "real-time, batch, portal (wake, start, check health); resumable.",
+            run="portal.ops.recover:run",
+            check="portal.ops.recover:check",
+            hosts="any",
+            dangerous=True,
+            resumable=True,
         ),
     ]
