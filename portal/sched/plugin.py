@@ -43,10 +43,10 @@ def register_commands(cli: click.Group) -> None:
 def register_components(settings: Settings) -> list[Component]:
     return [
         # the demo's own single-node Slurm (a site points PORTAL_SCHED_SLURM_CONF at its own)
-        Component("sched-slurm", portal_argv("sched", "slurm", "run"), demo_only=True, order=30),
-        Component("sched", portal_argv("sched", "run"), order=60),
+        Component("sched-slurm", portal_argv("sched", "slurm", "run"), demo_only=True, order=35),
+        Component("sched", portal_argv("sched", "run"), order=58),
         Component(
-            "sched-demo-backlog", portal_argv("sched", "demo-backlog"), demo_only=True, order=61
+            "sched-demo-backlog", portal_argv("sched", "demo-backlog"), demo_only=True, order=59
         ),
     ]
 
