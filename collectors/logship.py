@@ -5,7 +5,9 @@ its identity and a truncation or a new file gets a new one. A batch is durable i
 path's fsync'd spool *before* the read offsets are saved (atomically); a crash between the
 two re-reads lines whose rows carry the same (source, seq=byte offset, time) key, which the
 store ignores as duplicates. Lines without a timestamp get a time fixed by the saved state,
-so a re-read assigns the same time.
+so a re-read assigns the same time. A file the state does not know is first looked up in the
+store (``collectors.logsources``): if its rows are there (state dir lost, file restored on
+another inode), shipping resumes after the last stored one, under its old key.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+import psycopg
 
+from collectors import logsources
 from collectors.logparse import (
     CONTINUATION,
     HEAD,
@@ -40,7 +44,8 @@ from collectors.logparse import (
 )
 from portal import settings
 from portal.auth.roles import requires
-from portal.db.storable import truncate
+from portal.db.engine import connect_raw
+from portal.db.storable import clean_text, truncate
 from portal.errors import PortalError, SettingsError
 from portal.logs.loki import Entry, LokiClient, to_ns
 from portal.logs.store import log_writer
@@ -52,6 +57,7 @@ FIRST_LINE_MAX = 4096  # bytes hashed for identity; longer first lines are cut h
 READ_BYTES = 4 * 1024 * 1024  # per file and cycle: keeps one cycle's memory bounded
 IDLE_CHECKPOINT_S = 2.0  # refresh the clock for timestamp-less lines at least this often
 ROTATED_GRACE_S = 5.0  # keep reading a rotated-away file this long after its last growth
+STORE_RETRY_S = 5.0  # a store that did not answer a source lookup is asked again after this
 PARTIAL_AFTER_S = 5.0  # a file quiet this long: its last record (or unfinished line) is shipped
 MAX_RECORD_BYTES = MAX_MESSAGE_CHARS  # a longer multi-line record is cut into several rows
 #: A record's own keys that would read as the row's columns, and the labels they become.
@@ -192,7 +198,11 @@ class Shipper:
         self.sources = sources
         self.max_lines = max_lines
         self.state = StateFile(state_dir or cfg.data_dir / "logship")
+        #: no saved state: the spool may hold rows of files about to be looked up in the store
+        self.fresh = not self.state.path.exists()
         self.clock, self.files = self.state.load()
+        self._store: psycopg.Connection | None = None
+        self._store_retry_at = 0.0
         self.handles: dict[str, IO[bytes]] = {}
         self.writer = log_writer(cfg, name="logship", durable=True)
         self.loki = LokiForwarder(cfg.loki_url) if cfg.loki_url else None
@@ -205,6 +215,14 @@ class Shipper:
 
     def discover(self) -> None:
         """Match the globs; start tracking new files, notice truncation and rewrites."""
+        try:
+            self._discover()
+        finally:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def _discover(self) -> None:
         by_inode = {(f.dev, f.ino): f for f in self.files.values()}
         for source in self.sources:
             for path in sorted(glob.glob(source.pattern)):
@@ -230,13 +248,79 @@ class Shipper:
                     log.info("%s was truncated or rewritten; reading it from the start", path)
                     self._forget(known.key)
                 comp = truncate(source.component or component_from_name(path), MAX_NAME_CHARS)
-                key = self._key(st.st_dev, st.st_ino, fp, gen)
-                entry = FileState(key, path, st.st_dev, st.st_ino, fp, comp, gen=gen)
+                found = self._resolve(fh, st.st_dev, st.st_ino, fp, gen, path, source.start)
+                if found is None:  # the store cannot say yet: the lines wait in the file
+                    fh.close()
+                    continue
+                key, gen, offset, last = found
+                entry = FileState(key, path, st.st_dev, st.st_ino, fp, comp, offset, gen, last)
                 self.files[key] = entry
                 self.start_of[key] = source.start
                 self.record_of[key] = source.record
                 by_inode[(st.st_dev, st.st_ino)] = entry
                 self._adopt(key, fh)
+
+    def _resolve(
+        self,
+        fh: IO[bytes],
+        dev: int,
+        ino: int,
+        fp: str,
+        gen: int,
+        path: str,
+        start: re.Pattern[str] | None,
+    ) -> tuple[str, int, int, float | None] | None:
+        """(key, generation, offset, newest time) for a file the state does not know.
+
+        Resumed after its last stored record when the store has this file's rows; else a new
+        key, registered before any row. None: ask again later (the store is away, or the spool
+        still holds rows a lookup must see).
+        """
+        if time.monotonic() < self._store_retry_at:
+            return None
+        if self.fresh and not self.writer.spool.empty():
+            self._store_retry_at = time.monotonic() + 0.2  # the flusher is delivering them
+            return None
+        self.fresh = False
+        try:
+            if self._store is None:
+                self._store = connect_raw(self.cfg.database_url)
+            conn = self._store
+            keys = logsources.registered(conn, self.host, fp)
+            busy = set(self.files)
+            for key in keys:
+                stored = None if key in busy else logsources.last_stored(conn, key)
+                end = None if stored is None else self._end_of(fh, stored, start)
+                if stored is not None and end is not None:
+                    log.info("%s: its rows up to byte %d are stored; resuming", path, end)
+                    return key, int(key.rpartition(":")[2] or 0), end, stored.time.timestamp()
+            key = self._key(dev, ino, fp, gen)
+            while key in keys or key in busy:
+                gen += 1
+                key = self._key(dev, ino, fp, gen)
+            logsources.register(conn, key, self.host, fp, clean_text(path))
+        except (PortalError, psycopg.Error) as exc:
+            log.warning("%s waits: the log store cannot say what it holds (%s)", path, exc)
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+            self._store_retry_at = time.monotonic() + STORE_RETRY_S
+            return None
+        return key, gen, 0, None
+
+    def _end_of(
+        self, fh: IO[bytes], stored: logsources.Stored, start: re.Pattern[str] | None
+    ) -> int | None:
+        """Where the record ``stored`` ends in ``fh``, if the file holds it at its offset."""
+        fh.seek(stored.seq)
+        chunk = fh.read(READ_BYTES)
+        records = _records(chunk, len(chunk), start)
+        if not records or records[0][0] != 0:
+            return None
+        text = records[0][2]
+        if clean_text(parse_line(text).message) != stored.message:
+            return None
+        return stored.seq + records[0][1]
 
     def _adopt(self, key: str, fh: IO[bytes]) -> None:
         old = self.handles.get(key)
