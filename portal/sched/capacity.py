@@ -4,9 +4,13 @@ in Slurm, and how much the batch partition can take right now."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from portal.errors import PortalError
-from portal.sched.slurm import Job, Node, Slurm
+from portal.sched.slurm import Job, Node
+
+if TYPE_CHECKING:
+    from portal.sched.actuator import Actuator
 from portal.settings import Settings
 
 
@@ -64,21 +68,16 @@ class Share:
     drained: tuple[str, ...] = field(default_factory=tuple)
 
 
-def _limit(raw: str, default: int) -> int:
-    return int(raw) if raw.isdigit() else default
-
-
-def share(slurm: Slurm, nodes: list[Node], jobs: list[Job], partition: str) -> Share:
+def share(slurm: Actuator, nodes: list[Node], jobs: list[Job], partition: str) -> Share:
     """Free batch CPUs: per usable node, the lesser of its idle CPUs and the partition's unused
     ``MaxCPUsPerNode``; drained nodes offer nothing."""
-    part = slurm.partition(partition)
+    part_limit = slurm.batch_cpu_limit(partition)
     members = [n for n in nodes if partition in n.partitions]
     total = sum(n.cpus for n in members)
     realtime = batch = used_all = free = free_mem = 0
     drained = []
     for node in members:
-        limit = _limit(part.get("MaxCPUsPerNode", ""), node.cpus)
-        limit = min(limit, node.cpus)
+        limit = node.cpus if part_limit is None else min(part_limit, node.cpus)
         realtime += node.cpus - limit
         used = sum(
             j.cpus
@@ -103,7 +102,7 @@ class Check:
     lines: tuple[str, ...]
 
 
-def check(cfg: Settings, slurm: Slurm, realtime_partition: str, batch_partition: str) -> Check:
+def check(cfg: Settings, slurm: Actuator, realtime_partition: str, batch_partition: str) -> Check:
     """Do the real-time components' declared needs fit in what the real-time share holds?"""
     needs = declared(cfg)
     nodes = slurm.nodes()

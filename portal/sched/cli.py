@@ -248,7 +248,9 @@ def run_cmd() -> None:
         f"scheduler: Slurm config {slurm_conf(cfg) or 'default'}, partition "
         f"{options(cfg).partition}"
     )
-    scheduler.run(cfg, _slurm(), lambda: stopped[0], publish)
+    from portal.sched.actuator import load
+
+    scheduler.run(cfg, load(cfg), lambda: stopped[0], publish)
 
 
 @sched.group("slurm")

@@ -10,6 +10,13 @@ from portal.settings import Setting, Settings, _float, _int, _optional_path, _te
 
 SPECS = (
     Setting(
+        "PORTAL_SCHED_ACTUATOR",
+        "portal.sched.actuator:slurm",
+        _text,
+        "module:factory of the orchestrator the scheduler drives (Slurm; see "
+        "docs/scheduling.md for others).",
+    ),
+    Setting(
         "PORTAL_SCHED_SLURM_CONF",
         "",
         _optional_path,
@@ -88,6 +95,7 @@ SPECS = (
 
 @dataclass(frozen=True)
 class Options:
+    actuator: str
     slurm_conf: Path | None
     partition: str
     realtime_partition: str

@@ -25,8 +25,9 @@ from portal.events import bus as events
 from portal.hookspecs import WorkKind
 from portal.sched import capacity
 from portal.sched import work as queue
+from portal.sched.actuator import Actuator
 from portal.sched.options import Options, options
-from portal.sched.slurm import FAILED, Job, Slurm, SlurmError
+from portal.sched.slurm import FAILED, Job, SlurmError
 from portal.sched.tables import work
 from portal.settings import Settings
 
@@ -68,12 +69,12 @@ class Step:
 
 
 class Scheduler:
-    """One scheduler over one Slurm cluster and one database."""
+    """One scheduler over one orchestrator (an ``Actuator``: Slurm) and one database."""
 
     def __init__(
         self,
         cfg: Settings,
-        slurm: Slurm,
+        slurm: Actuator,
         opts: Options | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -412,7 +413,7 @@ class Scheduler:
 
 def run(
     cfg: Settings,
-    slurm: Slurm,
+    slurm: Actuator,
     stop: Callable[[], bool],
     on_step: Callable[[Step], None] | None = None,
 ) -> None:

@@ -244,6 +244,11 @@ class Slurm:
         out = self._run(["scontrol", "show", "partition", name, "-o"])
         return dict(p.split("=", 1) for p in shlex.split(out) if "=" in p)
 
+    def batch_cpu_limit(self, partition: str) -> int | None:
+        """The partition's ``MaxCPUsPerNode``: what batch work may use of each node."""
+        raw = self.partition(partition).get("MaxCPUsPerNode", "")
+        return int(raw) if raw.isdigit() else None
+
     def release_begin_time(self, job_id: int) -> None:
         """Make a requeued job eligible now (Slurm otherwise holds it for a fixed delay)."""
         self._run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"])

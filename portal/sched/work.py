@@ -124,9 +124,9 @@ def enqueue(
             "updated_at": sa.func.now(),
         },
         where=work.c.state.in_(("failed", "cancelled")),
-    )
+    ).returning(work.c.id)
     with get_engine(cfg.database_url).begin() as conn:
-        return int(conn.execute(stmt).rowcount or 0)
+        return len(conn.execute(stmt).all())
 
 
 def items(cfg: Settings, states: tuple[str, ...] = (), limit: int = 500) -> list[Item]:

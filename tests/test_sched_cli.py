@@ -1,0 +1,107 @@
+"""``portal sched`` from the command line against a real single-node Slurm: the config fragment,
+the real-time check, enqueue/queue/decisions/status, drain and resume, and one-line errors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from portal.inventory import registry
+from portal.sched import work as queue
+from tests.conftest import run_portal
+from tests.sched_fixtures import SHAPE, SlurmEnv, clean, sched_env  # noqa: F401
+
+
+@pytest.fixture
+def env(sched_env: SlurmEnv) -> Iterator[SlurmEnv]:  # noqa: F811
+    clean(sched_env)
+    yield sched_env
+    clean(sched_env)
+
+
+def _portal(env: SlurmEnv, *args: str):  # type: ignore[no-untyped-def]
+    return run_portal(
+        *args,
+        env={
+            "PORTAL_DATABASE_URL": env.cfg.database_url,
+            "PORTAL_PLUGINS_DIR": str(env.cfg.plugins_dir),
+            "PORTAL_SCHED_SLURM_CONF": str(env.cluster.conf),
+            "PORTAL_DATA_DIR": os.environ["PORTAL_DATA_DIR"],
+        },
+    )
+
+
+def test_config_prints_the_site_fragment() -> None:
+    out = run_portal(
+        "sched",
+        "config",
+        "--cpus",
+        "16",
+        "--realtime-cpus",
+        "3",
+        "--nodes",
+        "cn[01-04]",
+        check=True,
+    ).stdout
+    assert "PreemptType=preempt/partition_prio" in out
+    assert "PartitionName=realtime Nodes=cn[01-04] PriorityTier=100" in out
+    assert "PreemptMode=OFF" in out.split("PartitionName=batch")[0].split("realtime")[1]
+    batch = next(ln for ln in out.splitlines() if ln.startswith("PartitionName=batch"))
+    assert "PreemptMode=REQUEUE" in batch and "MaxCPUsPerNode=13" in batch
+    bad = run_portal("sched", "config", "--cpus", "4", "--realtime-cpus", "9")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: real-time CPUs 9")
+
+
+def test_check_reports_realtime_needs_beyond_the_share(env: SlurmEnv) -> None:
+    cfg = env.cfg
+    registry.add_host(cfg, "rt01")
+    registry.add_component(cfg, "rt01", "l1-beam", "real-time", labels={"cores": "1"})
+    ok = _portal(env, "sched", "check")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert f"real-time share: {SHAPE.realtime_cpus} of {SHAPE.cpus} CPUs" in ok.stdout
+    registry.add_component(
+        cfg, "rt01", "l1-dedisp", "real-time", labels={"cores": "4", "memory_mb": "512"}
+    )
+    over = _portal(env, "sched", "check")
+    assert over.returncode == 1
+    assert "declared real-time needs (5 cores) exceed the real-time share (2 CPUs)" in over.stdout
+    registry.remove_host(cfg, "rt01")
+
+
+def test_enqueue_queue_decisions_status_drain_resume(env: SlurmEnv) -> None:
+    out = _portal(env, "sched", "enqueue", "hhat-daily", "2026-11-01", "2026-11-02")
+    assert out.returncode == 0 and "2 of 2 hhat-daily item(s) queued" in out.stdout
+    again = _portal(env, "sched", "enqueue", "hhat-daily", "2026-11-01")
+    assert "0 of 1" in again.stdout  # idempotent
+    listed = _portal(env, "sched", "queue").stdout
+    assert listed.count("hhat-daily") == 2 and "queued" in listed
+    status = _portal(env, "sched", "status")
+    assert status.returncode == 0, status.stderr
+    assert "work: queued 2" in status.stdout and "nothing finished" in status.stdout
+    assert f"node {env.node}: idle" in status.stdout
+    drained = _portal(env, "sched", "drain", env.node, "--reason", "fan swap")
+    assert drained.returncode == 0, drained.stderr
+    node = env.slurm.nodes()[0]
+    assert "DRAIN" in node.flags and node.reason == "fan swap"
+    assert _portal(env, "sched", "resume", env.node).returncode == 0
+    assert "DRAIN" not in env.slurm.nodes()[0].flags
+    from portal.auth import audit
+
+    actions = [e.action for e in audit.query(env.cfg.database_url, action="sched.*")]
+    assert {"sched.enqueue", "sched.drain", "sched.resume"} <= set(actions)
+    assert len(queue.items(env.cfg)) == 2
+
+
+def test_bad_input_is_one_line(env: SlurmEnv) -> None:
+    for args, start in [
+        (("enqueue", "no-such-kind", "x"), "error: work kind 'no-such-kind' is unknown"),
+        (("enqueue", "hhat-daily", "a b"), "error: work key 'a b' is invalid"),
+        (("queue", "--state", "lost"), "error: state 'lost' is not one of"),
+        (("drain", "nope", "--reason", "x"), "error: `scontrol update` failed"),
+        (("cancel", "999999"), "error: work item 999999 is not queued"),
+    ]:
+        res = _portal(env, "sched", *args)
+        assert res.returncode != 0 and res.stderr.startswith(start), (args, res.stderr)
+        assert "Traceback" not in res.stderr
