@@ -352,6 +352,13 @@ class Settings:
         _int(1, 36500),
         "Days of audit log entries kept (whole daily partitions dropped; never trimmed by DELETE).",
     )
+    events_retention_days: int = _setting(
+        "90",
+        _int(1, 36500),
+        "Days of events kept: older daily partitions are dropped whole by partition "
+        "maintenance (pg_partman or TimescaleDB; the value in force when the database was "
+        "migrated, or the last `portal events retention`).",
+    )
     log_sources: str = _setting(
         "",
         _text,
