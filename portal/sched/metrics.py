@@ -76,7 +76,8 @@ def registry(cfg: Settings, step: Step) -> CollectorRegistry:
     sizes, stuck jobs with Slurm's reason, the real-time share and the forecast."""
     reg = CollectorRegistry()
     nodes = Gauge("obs_sched_nodes", "Slurm nodes by state", ["state"], registry=reg)
-    for state, n in Counter(n.state for n in (step.share.nodes if step.share else ())).items():
+    seen = step.share.nodes if step.share else ()
+    for state, n in Counter("drained" if n.drained else n.state for n in seen).items():
         nodes.labels(state).set(n)
     jobs = Gauge(
         "obs_sched_jobs", "Slurm jobs by partition and state", ["partition", "state"], registry=reg
