@@ -3,6 +3,7 @@ the real-time check, enqueue/queue/decisions/status, drain and resume, and one-l
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 
@@ -105,3 +106,26 @@ def test_bad_input_is_one_line(env: SlurmEnv) -> None:
         res = _portal(env, "sched", *args)
         assert res.returncode != 0 and res.stderr.startswith(start), (args, res.stderr)
         assert "Traceback" not in res.stderr
+
+
+def test_scheduling_page_shows_capacity_queue_forecast_and_decisions(env: SlurmEnv) -> None:
+    import dash
+
+    from portal.sched.scheduler import Scheduler
+    from portal.web.app import create_app
+    from tests.sched_fixtures import opts
+
+    queue.enqueue(env.cfg, "t-long", ["p1", "p2"])
+    Scheduler(env.cfg, env.slurm, opts(env)).step()
+    app = create_app(env.cfg)
+    page = next(p for p in dash.page_registry.values() if p["path"] == "/scheduling")
+    with app.test_request_context("/scheduling"):
+        text = json.dumps(page["layout"](time_range=None).to_plotly_json(), default=str)
+    assert f"Real-time share: {SHAPE.realtime_cpus} CPUs held" in text
+    assert env.node in text and "t-long" in text
+    assert "Forecast: 2 items" in text
+    assert "scale-out" in text and "submitted 2" in text
+    bare = create_app(env.cfg.replace(extra={**env.cfg.extra, "PORTAL_SCHED_SLURM_CONF": None}))
+    with bare.test_request_context("/scheduling"):
+        text = json.dumps(page["layout"](time_range=None).to_plotly_json(), default=str)
+    assert "Slurm" in text and "t-long" in text  # a notice about Slurm, the queue still shown

@@ -4,6 +4,7 @@ forecast and the scheduler's last decisions with their reasons. Refreshes every 
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -40,6 +41,11 @@ def _capacity() -> Any:
         return ql.notice(
             "running without Slurm: slurm-wlm is not installed here, so nothing is submitted; "
             "the queue below still fills (apt-get install -y slurm-wlm munge, then make run)"
+        )
+    if conf is None and not Path("/etc/slurm/slurm.conf").exists():
+        return ql.notice(
+            "no Slurm cluster configured: set PORTAL_SCHED_SLURM_CONF to the site's slurm.conf "
+            "(make run starts a local one); the queue below still fills"
         )
     slurm = Slurm(conf, timeout=5)
     nodes = slurm.nodes()
