@@ -112,8 +112,8 @@ def enqueue(
         {"kind": kind, "key": k, "priority": priority, "pointing_days": days, "state": "queued"}
         for k in keys
     ]
-    stmt = insert(work).values(rows)
-    stmt = stmt.on_conflict_do_update(
+    new = insert(work).values(rows)
+    stmt = new.on_conflict_do_update(
         constraint="sched_work_kind_key",
         set_={
             "state": "queued",
