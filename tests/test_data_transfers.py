@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from portal.data import catalog, checksum, rules, transfer, verify
 from portal.db.engine import connect_raw
@@ -116,6 +117,17 @@ def test_kill_9_mid_copy_leaves_one_verified_replica_per_product(
         os.kill(pid, signal.SIGKILL)
         process.stop(pid, timeout=5)
     assert all(r[1] != "AVAILABLE" for r in _replicas(cfg.database_url, site.name))
+
+    def orphans() -> list[int]:  # rsync dies with its worker (no copy runs on unowned)
+        dest = str(tmp_path / "dest")
+        found = []
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            cmd = p.info["cmdline"] or []
+            if cmd and cmd[0].endswith("rsync") and any(dest in c for c in cmd):
+                found.append(p.info["pid"])
+        return found
+
+    assert process.wait_until(lambda: not orphans(), 15), orphans()
     ssh_site(cfg, sshd, tmp_path / "dest", site.name, max_active=3)  # lift the bandwidth limit
     pid = _spawn_worker(env, site.name, tmp_path / "w2.log")
     try:

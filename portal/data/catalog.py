@@ -50,7 +50,9 @@ def store_products(url: str, rows: Sequence[Sequence[Any]]) -> int:
         known = int(row[0]) if row else 0
         from portal.db.storable import json_text
 
-        prepared = [[*r[:9], json_text(r[9]), *r[10:]] for r in rows]
+        prepared = [
+            [*r[:9], r[9] if isinstance(r[9], str) else json_text(r[9]), *r[10:]] for r in rows
+        ]
         copy_rows(conn, "data_products", PRODUCT_COLUMNS, prepared, dedupe=True)
     return len(set(names)) - known
 

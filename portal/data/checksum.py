@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 from portal.errors import PortalError
@@ -17,24 +18,22 @@ TOOLS = {
 }
 DEFAULT = "sha256"
 CHUNK = 4 << 20
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_DIGITS = {algo: hashlib.new(algo).digest_size * 2 for algo in TOOLS}
 
 
 def parse(text: str) -> tuple[str, str]:
     """``("sha256", "ab12...")`` from ``"sha256:ab12..."``; one clear error otherwise."""
+    if not isinstance(text, str):
+        raise PortalError("a checksum must be text like sha256:HEX")
     algo, sep, digest = text.strip().partition(":")
     algo = algo.lower()
-    if (
-        not sep
-        or algo not in TOOLS
-        or not digest
-        or any(c not in "0123456789abcdef" for c in digest.lower())
-    ):
+    if not sep or algo not in TOOLS or not _HEX.fullmatch(digest):
         raise PortalError(
             f"checksum {text[:80]!r} is not ALGORITHM:HEX with ALGORITHM one of {', '.join(TOOLS)}"
         )
-    expected = hashlib.new(algo).digest_size * 2
-    if len(digest) != expected:
-        raise PortalError(f"checksum {text[:80]!r}: a {algo} digest has {expected} hex digits")
+    if len(digest) != _DIGITS[algo]:
+        raise PortalError(f"checksum {text[:80]!r}: a {algo} digest has {_DIGITS[algo]} hex digits")
     return algo, digest.lower()
 
 

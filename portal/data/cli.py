@@ -483,13 +483,14 @@ def evaluate_cmd(once: bool) -> None:
 @data.command("worker")
 @click.option("--once", is_flag=True, help="Copy what is due now, then exit.")
 @click.option("--site", default="", help="Only transfers to this site.")
-def worker_cmd(once: bool, site: str) -> None:
+@click.option("--threads", type=click.IntRange(1, 64), default=1, help="Copies at once.")
+def worker_cmd(once: bool, site: str, threads: int) -> None:
     """A transfer worker: rsync over SSH, verified at the destination."""
-    from portal.data.transfer import Worker
+    from portal.data.transfer import Worker, run_threads
 
     worker = Worker(_cfg())
     if not once:
-        worker.run(site)
+        run_threads(_cfg(), threads, site)
         return
     n = 0
     while worker.run_once(site):

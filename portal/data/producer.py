@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 import math
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from portal.data import checksum as checksums
@@ -113,34 +114,42 @@ def _time(record: Mapping[str, Any], key: str, required: bool = False) -> dateti
     return parse_time(value, key)
 
 
-def _json(record: Mapping[str, Any], key: str) -> dict[str, Any]:
-    value = record.get(key) or {}
+def _json(record: Mapping[str, Any], key: str) -> str:
+    """The JSON text of an object field (serialised once, here: the write path keeps text)."""
+    value = record.get(key)
+    if not value:
+        return "{}"
     if not isinstance(value, dict):
         raise PortalError(f"{key} must be a JSON object")
     try:
-        json.dumps(value, allow_nan=False)
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise PortalError(f"{key} is not storable JSON: {exc}") from None
-    return value
+
+
+_KNOWN = frozenset(PRODUCT_COLUMNS) | {"id"}
+
+
+@lru_cache(maxsize=1)
+def _this_host() -> str:
+    return socket.gethostname().split(".")[0]
 
 
 def product_row(
-    record: Mapping[str, Any], kinds: Iterable[str], site: str, host: str = ""
+    record: Mapping[str, Any], kinds: Collection[str], site: str, host: str = ""
 ) -> tuple[Any, ...]:
     """The ``PRODUCT_COLUMNS`` row of one product record; ``PortalError`` names a bad field."""
     if not isinstance(record, Mapping):
         raise PortalError("a product must be a JSON object")
-    known = set(PRODUCT_COLUMNS) | {"id"}
-    unknown = sorted(k for k in record if k not in known)
+    unknown = record.keys() - _KNOWN
     if unknown:
-        raise PortalError(f"unknown field(s): {', '.join(unknown)}")
+        raise PortalError(f"unknown field(s): {', '.join(sorted(unknown))}")
     kind = _text(record, "kind")
-    kinds = set(kinds)
     if kind not in kinds:
         raise PortalError(f"kind {kind!r} is not one of {', '.join(sorted(kinds))}")
     raw_sum = record.get("checksum")
     checksum = checksums.normalise(raw_sum) if raw_sum else None
-    state = _text(record, "state", required=False, default="complete")
+    state = record.get("state") or "complete"
     if state not in PRODUCT_STATES:
         raise PortalError(f"state must be one of {', '.join(PRODUCT_STATES)}")
     start, end = _time(record, "time_start"), _time(record, "time_end")
@@ -149,7 +158,7 @@ def product_row(
     return (
         kind,
         _text(record, "name"),
-        _text(record, "host", required=False, default=host or socket.gethostname().split(".")[0]),
+        _text(record, "host", required=False, default=host or _this_host()),
         _text(record, "path"),
         _number(record, "size_bytes", integer=True, lo=0, hi=2**62, required=True),
         checksum,

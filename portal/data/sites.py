@@ -12,7 +12,9 @@ import posixpath
 import shlex
 import signal
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -51,12 +53,16 @@ class Site:
         parts = urlsplit(self.url)
         return f"{parts.username}@{parts.hostname}" if parts.username else str(parts.hostname)
 
-    def path_of(self, name: str) -> str:
-        """Where product ``name`` lives at this site (inside the site's root, always)."""
+    def relative(self, name: str) -> str:
+        """Product ``name`` as a path below the site's root (never outside it)."""
         clean = posixpath.normpath("/" + name).lstrip("/")
-        if not clean or clean.startswith(".."):
+        if not clean or clean.startswith("..") or "\n" in clean:
             raise PortalError(f"product name {name!r} cannot be a path at a site")
-        return posixpath.join(self.root, clean)
+        return clean
+
+    def path_of(self, name: str) -> str:
+        """Where product ``name`` lives at this site."""
+        return posixpath.join(self.root, self.relative(name))
 
     def ssh_argv(self) -> list[str]:
         """``ssh`` with strict host keys and no prompts (BatchMode)."""
@@ -75,6 +81,15 @@ class Site:
         if self.options.get("known_hosts"):
             argv += ["-o", f"UserKnownHostsFile={self.options['known_hosts']}"]
             argv += ["-o", "StrictHostKeyChecking=yes"]
+        if self.options.get("multiplex", True):  # one SSH connection for many copies and checks
+            argv += [
+                "-o",
+                "ControlMaster=auto",
+                "-o",
+                f"ControlPath={tempfile.gettempdir()}/obsportal-ssh-%C",
+                "-o",
+                "ControlPersist=30",
+            ]
         return argv
 
     def run(self, argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -96,23 +111,44 @@ class Site:
             raise PortalError(f"{checksums.TOOLS[algo]} at {self.name}: {_first(proc.stderr)}")
         return f"{algo}:{proc.stdout.split()[0].lower()}"
 
+    def checksums(self, paths: list[str], algo: str) -> dict[str, str]:
+        """Checksums of several files in one command at the site (missing ones are absent)."""
+        proc = self.run([checksums.TOOLS[algo], "--", *paths])
+        found: dict[str, str] = {}
+        for line in proc.stdout.splitlines():
+            digest, sep, path = line.partition("  ")
+            if sep and not digest.startswith("\\"):
+                found[path] = f"{algo}:{digest.lower()}"
+        if not found and proc.returncode != 0 and "No such file" not in proc.stderr:
+            raise PortalError(f"{checksums.TOOLS[algo]} at {self.name}: {_first(proc.stderr)}")
+        return found
+
     def remove(self, path: str) -> None:
         proc = self.run(["rm", "-f", "--", path])
         if proc.returncode != 0:
             raise PortalError(f"rm at {self.name}: {_first(proc.stderr)}")
 
-    def copy_argv(self, source: str, dest: str, *, force: bool = False) -> list[str]:
-        """``rsync`` writing into a temporary name (renamed when complete), resuming from the
-        partial dir after an interrupted copy; ``force`` rewrites a file that looks current."""
-        argv = ["rsync", "--times", "--mkpath", f"--partial-dir={PARTIAL_DIR}", "--info=progress2"]
+    def batch_argv(self, stage: str, listing: Path, *, force: bool = False) -> list[str]:
+        """``rsync`` of the files named in ``listing`` (links in ``stage`` to the sources) to
+        the same relative paths under the site's root."""
+        argv = [
+            "rsync",
+            "--copy-links",
+            "--times",
+            "--mkpath",
+            f"--files-from={listing}",
+            f"--partial-dir={PARTIAL_DIR}",
+            "--info=progress2",
+        ]
         if self.bwlimit_kbps:
             argv.append(f"--bwlimit={self.bwlimit_kbps}")
         if force:
             argv.append("--ignore-times")
+        root = self.root.rstrip("/") + "/"
         if self.scheme == "file":
-            return [*argv, source, dest]
+            return [*argv, stage + "/", root]
         ssh = " ".join(shlex.quote(a) for a in self.ssh_argv())
-        return [*argv, "-e", ssh, source, f"{self.target}:{dest}"]
+        return [*argv, "-e", ssh, stage + "/", f"{self.target}:{root}"]
 
 
 def _first(text: str) -> str:

@@ -16,6 +16,7 @@ import os
 import re
 import socket
 import subprocess
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,15 @@ class TransferError(Exception):
 
 
 class Worker:
-    """One transfer worker (``portal data worker``): ``run_once`` copies at most one file."""
+    """One transfer worker (``portal data worker``): ``run_once`` copies one batch.
+
+    A batch is the due requests of one site, at most ``BATCH_FILES`` files and ``BATCH_BYTES``
+    bytes (a large file goes alone): one rsync and one checksum command at the site for all of
+    them, so many small files do not each pay for a process and an SSH session.
+    """
+
+    BATCH_FILES = 64
+    BATCH_BYTES = 256 << 20
 
     def __init__(self, cfg: Settings, name: str = "") -> None:
         self.cfg, self.url = cfg, cfg.database_url
@@ -76,80 +85,164 @@ class Worker:
         self.max_attempts = int(data_settings.value(cfg, "PORTAL_DATA_TRANSFER_ATTEMPTS"))
         self.backoff_s = float(data_settings.value(cfg, "PORTAL_DATA_RETRY_BACKOFF"))
 
-    # -- taking a request --------------------------------------------------------------------
-    def claim(self, site: str = "") -> Job | None:
-        """The next due request whose site has a free slot, now SUBMITTED to this worker."""
+    # -- taking requests -----------------------------------------------------------------------
+    def claim(self, site: str = "") -> list[Job]:
+        """The next due requests of one site with a free slot (``max_active`` counts workers),
+        now SUBMITTED to this worker."""
         with connect_raw(self.url, autocommit=True) as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
-            row = conn.execute(
+            first = conn.execute(
                 """
-                SELECT t.id FROM transfer_requests t JOIN data_sites s ON s.name = t.site
+                SELECT t.site FROM transfer_requests t JOIN data_sites s ON s.name = t.site
                 WHERE ((t.state = 'QUEUED' AND t.next_attempt_at <= now())
                        OR (t.state = 'SUBMITTED' AND t.lease_until < now()))
                   AND (%(site)s = '' OR t.site = %(site)s)
-                  AND (SELECT count(*) FROM transfer_requests a WHERE a.site = t.site
-                       AND a.state = 'SUBMITTED' AND a.lease_until >= now()) < s.max_active
+                  AND (SELECT count(DISTINCT a.worker) FROM transfer_requests a
+                       WHERE a.site = t.site AND a.state = 'SUBMITTED'
+                       AND a.lease_until >= now()) < s.max_active
                 ORDER BY t.next_attempt_at, t.id LIMIT 1
                 """,
                 {"site": site},
             ).fetchone()
-            if row is None:
-                return None
+            if first is None:
+                return []
+            picked = conn.execute(
+                """
+                SELECT t.id FROM transfer_requests t JOIN data_products p ON p.id = t.product_id
+                WHERE t.site = %(site)s
+                  AND ((t.state = 'QUEUED' AND t.next_attempt_at <= now())
+                       OR (t.state = 'SUBMITTED' AND t.lease_until < now()))
+                ORDER BY t.next_attempt_at, t.id LIMIT %(n)s
+                """,
+                {"site": first[0], "n": self.BATCH_FILES},
+            ).fetchall()
+            ids = [r[0] for r in picked]
             got = conn.execute(
                 """
                 UPDATE transfer_requests t SET state = 'SUBMITTED', worker = %s,
                   lease_until = now() + make_interval(secs => %s), attempts = t.attempts + 1,
                   started_at = now(), updated_at = now(), bytes_done = 0,
                   bytes_total = p.size_bytes
-                FROM data_products p WHERE t.id = %s AND p.id = t.product_id
+                FROM data_products p WHERE t.id = ANY(%s) AND p.id = t.product_id
                 RETURNING t.id, p.id, t.site, p.name, p.path, p.size_bytes, p.checksum,
                   t.attempts
                 """,
-                (self.name, self.lease_s, row[0]),
-            ).fetchone()
-            assert got is not None
-            bad = conn.execute(
-                "SELECT state FROM replicas WHERE product_id = %s AND site = %s", (got[1], got[2])
-            ).fetchone()
-            site_row = site_ops.load(self.url, got[2])
-            dest = site_row.path_of(got[3])
-            conn.execute(
-                """
-                INSERT INTO replicas (product_id, site, path, state, attempts, requested_at)
-                VALUES (%s, %s, %s, 'COPYING', 1, now())
-                ON CONFLICT (product_id, site) DO UPDATE SET
-                  state = CASE WHEN replicas.state = 'BAD' THEN 'BAD' ELSE 'COPYING' END,
-                  attempts = replicas.attempts + 1, path = excluded.path, updated_at = now()
-                """,
-                (got[1], got[2], dest),
-            )
-        rid, pid, site_name, name, path, size, digest, attempts = got
-        force = bool(bad and bad[0] == "BAD")
-        return Job(rid, pid, site_name, name, path, size, digest, attempts, force)
+                (self.name, self.lease_s, ids),
+            ).fetchall()
+            got.sort(key=lambda r: ids.index(r[0]))
+            jobs: list[Any] = []
+            total = 0
+            for row in got:
+                if jobs and total + int(row[5]) > self.BATCH_BYTES:
+                    break
+                jobs.append(row)
+                total += int(row[5])
+            rest = [r[0] for r in got[len(jobs) :]]
+            if rest:  # over the byte limit: back to the queue as they were
+                conn.execute(
+                    "UPDATE transfer_requests SET state = 'QUEUED', worker = NULL, "
+                    "lease_until = NULL, attempts = attempts - 1 WHERE id = ANY(%s)",
+                    (rest,),
+                )
+            where = site_ops.load(self.url, first[0])
+            out = []
+            for rid, pid, site_name, name, path, size, digest, attempts in jobs:
+                bad = conn.execute(
+                    """
+                    INSERT INTO replicas (product_id, site, path, state, attempts, requested_at)
+                    VALUES (%s, %s, %s, 'COPYING', 1, now())
+                    ON CONFLICT (product_id, site) DO UPDATE SET
+                      state = CASE WHEN replicas.state = 'BAD' THEN 'BAD' ELSE 'COPYING' END,
+                      attempts = replicas.attempts + 1, path = excluded.path, updated_at = now()
+                    RETURNING state = 'BAD'
+                    """,
+                    (pid, site_name, where.path_of(name)),
+                ).fetchone()
+                force = bool(bad and bad[0])
+                out.append(Job(rid, pid, site_name, name, path, size, digest, attempts, force))
+        return out
 
     # -- doing it ------------------------------------------------------------------------------
     def run_once(self, site: str = "") -> bool:
-        """Copy one file if one is due; False when nothing was."""
-        job = self.claim(site)
-        if job is None:
+        """Copy one batch if one is due; False when nothing was."""
+        jobs = self.claim(site)
+        if not jobs:
             return False
         try:
-            checksum = self._copy(job)
-        except TransferError as exc:
-            self._failed(job, exc.error_class, str(exc))
-        except Exception as exc:  # noqa: BLE001 - any surprise is this file's error, not a crash
-            log.exception("transfer %s -> %s", job.name, job.site)
-            self._failed(job, "internal", f"{type(exc).__name__}: {exc}")
-        else:
-            self._done(job, checksum)
+            results = self._copy(jobs)
+        except Exception as exc:  # noqa: BLE001 - any surprise is the batch's error, not a crash
+            log.exception("transfer batch to %s", jobs[0].site)
+            results = {
+                j.request_id: TransferError("internal", f"{type(exc).__name__}: {exc}")
+                for j in jobs
+            }
+        for job in jobs:
+            outcome = results.get(job.request_id)
+            if isinstance(outcome, TransferError):
+                self._failed(job, outcome.error_class, str(outcome))
+            elif outcome is not None:
+                self._done(job, outcome)
         return True
 
-    def _copy(self, job: Job) -> str:
-        site = site_ops.load(self.url, job.site)
-        if not os.path.isfile(job.path):
-            raise TransferError("source-missing", f"source file {job.path} does not exist")
-        dest = site.path_of(job.name)
-        argv = site.copy_argv(job.path, dest, force=job.force)
+    def _copy(self, jobs: list[Job]) -> dict[int, str | TransferError]:
+        """Copy the batch with one rsync, verify with one checksum command at the site;
+        returns each request's verified checksum or its error."""
+        site = site_ops.load(self.url, jobs[0].site)
+        results: dict[int, str | TransferError] = {}
+        ready = []
+        for job in jobs:
+            if os.path.isfile(job.path):
+                ready.append(job)
+            else:
+                results[job.request_id] = TransferError(
+                    "source-missing", f"source file {job.path} does not exist"
+                )
+        if not ready:
+            return results
+        ready.sort(key=lambda j: site.relative(j.name))
+        with tempfile.TemporaryDirectory(prefix="obsportal-batch-") as stage:
+            names = []
+            for job in ready:  # the batch's layout at the site, as links to the sources
+                rel = site.relative(job.name)
+                link = Path(stage) / rel
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(os.path.abspath(job.path))
+                names.append(rel)
+            listing = Path(stage) / ".files"
+            listing.write_text("".join(n + "\n" for n in names))
+            argv = site.batch_argv(stage, listing, force=any(j.force for j in ready))
+            code, error = self._rsync(argv, ready)
+        rsync_error = None
+        if code != 0:
+            rsync_error = TransferError(RSYNC_CLASSES.get(code, "rsync"), f"rsync: {error}")
+        expected = {j.request_id: j.checksum or checksums.of_file(Path(j.path)) for j in ready}
+        by_algo: dict[str, list[Job]] = {}
+        for job in ready:
+            by_algo.setdefault(checksums.parse(expected[job.request_id])[0], []).append(job)
+        for algo, group in by_algo.items():
+            try:
+                found = site.checksums([site.path_of(j.name) for j in group], algo)
+            except PortalError as exc:
+                for job in group:
+                    results[job.request_id] = rsync_error or TransferError("verify", str(exc))
+                continue
+            for job in group:
+                got = found.get(site.path_of(job.name))
+                want = expected[job.request_id]
+                if got is None:
+                    results[job.request_id] = rsync_error or TransferError(
+                        "verify", f"{job.name} is missing at {job.site} after the copy"
+                    )
+                elif got != want:
+                    error = f"checksum mismatch at {job.site}: expected {want}, got {got}"
+                    self._mark_bad(job, error)
+                    results[job.request_id] = TransferError("checksum", error)
+                else:
+                    results[job.request_id] = got
+        return results
+
+    def _rsync(self, argv: list[str], jobs: list[Job]) -> tuple[int, str]:
+        """Run rsync while renewing the batch's lease; returns its exit code and last error."""
         proc = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
@@ -158,7 +251,7 @@ class Worker:
         )
         stop = threading.Event()
         done = [0]
-        beat = threading.Thread(target=self._heartbeat, args=(job, stop, done), daemon=True)
+        beat = threading.Thread(target=self._heartbeat, args=(jobs, stop, done), daemon=True)
         beat.start()
         err_lines: list[bytes] = []
         reader = threading.Thread(
@@ -173,20 +266,8 @@ class Worker:
             stop.set()
             beat.join(5)
             reader.join(5)
-        if code != 0:
-            text = b"".join(err_lines).decode(errors="replace").strip().splitlines()
-            message = text[-1] if text else f"rsync exited with {code}"
-            raise TransferError(RSYNC_CLASSES.get(code, "rsync"), f"rsync: {message}")
-        expected = job.checksum or checksums.of_file(Path(job.path))
-        algo, _ = checksums.parse(expected)
-        try:
-            got = site.checksum(dest, algo)
-        except PortalError as exc:
-            raise TransferError("verify", str(exc)) from None
-        if got != expected:
-            self._mark_bad(job, f"checksum mismatch at {job.site}: expected {expected}, got {got}")
-            raise TransferError("checksum", f"checksum mismatch at {job.site}: got {got}")
-        return got
+        text = b"".join(err_lines).decode(errors="replace").strip().splitlines()
+        return code, (text[-1] if text else f"rsync exited with {code}")
 
     def _progress(self, proc: subprocess.Popen[bytes], done: list[int]) -> None:
         """Bytes copied so far, from rsync's ``--info=progress2`` lines."""
@@ -200,19 +281,23 @@ class Worker:
                 if m:
                     done[0] = int(m[1].replace(b",", b""))
 
-    def _heartbeat(self, job: Job, stop: threading.Event, done: list[int]) -> None:
-        """Renew the lease (and report progress) while the copy runs."""
+    def _heartbeat(self, jobs: list[Job], stop: threading.Event, done: list[int]) -> None:
+        """Renew the batch's lease and report progress (files in order) while rsync runs."""
         while not stop.wait(max(self.lease_s / 3, 0.2)):
+            left, rows = done[0], []
+            for job in jobs:
+                rows.append((min(max(left, 0), job.size), job.request_id))
+                left -= job.size
             try:
-                with connect_raw(self.url, autocommit=True) as conn:
-                    conn.execute(
+                with connect_raw(self.url, autocommit=True) as conn, conn.cursor() as cur:
+                    cur.executemany(
                         "UPDATE transfer_requests SET lease_until = now() + "
-                        "make_interval(secs => %s), bytes_done = %s, updated_at = now() "
-                        "WHERE id = %s AND worker = %s AND state = 'SUBMITTED'",
-                        (self.lease_s, done[0], job.request_id, self.name),
+                        f"make_interval(secs => {float(self.lease_s)}), bytes_done = %s, "
+                        "updated_at = now() WHERE id = %s AND worker = %s AND state = 'SUBMITTED'",
+                        [(d, rid, self.name) for d, rid in rows],
                     )
             except Exception as exc:  # noqa: BLE001 - the lease may lapse; another worker retries
-                log.warning("transfer lease of %s not renewed: %s", job.name, exc)
+                log.warning("transfer lease of %d file(s) not renewed: %s", len(jobs), exc)
 
     def _mark_bad(self, job: Job, error: str) -> None:
         with connect_raw(self.url, autocommit=True) as conn:
@@ -302,6 +387,24 @@ class Worker:
                 busy = False
             if not busy:
                 stop.wait(idle_s)
+
+
+def run_threads(
+    cfg: Settings, threads: int, site: str = "", stop: threading.Event | None = None
+) -> None:
+    """``threads`` workers in this process (each its own name, so leases stay apart)."""
+    stop = stop or threading.Event()
+    base = f"{socket.gethostname().split('.')[0]}:{os.getpid()}"
+    pool = [
+        threading.Thread(
+            target=Worker(cfg, f"{base}/{i}").run, args=(site,), kwargs={"stop": stop}, daemon=True
+        )
+        for i in range(threads)
+    ]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
 
 
 def requeue_site(url: str, site: str) -> int:
