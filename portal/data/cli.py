@@ -239,6 +239,8 @@ def site_group() -> None:
 @click.option("--capacity", default="", help="Filesystem size (e.g. 2PB), for days until full.")
 @click.option("--identity-file", default="", help="SSH private key.")
 @click.option("--known-hosts", default="", help="SSH known_hosts file (strict host keys).")
+@click.option("--globus-source", default="", help="Globus collection the pipeline writes to.")
+@click.option("--token-file", default="", help="File holding a Globus Transfer access token.")
 def site_add(
     name: str,
     url: str,
@@ -247,14 +249,20 @@ def site_add(
     capacity: str,
     identity_file: str,
     known_hosts: str,
+    globus_source: str,
+    token_file: str,
 ) -> None:
-    """Add or change a site."""
+    """Add or change a site (ssh://user@host:port/root, file:///root, globus://ID/root)."""
     from portal.data import sites
     from portal.data.settings import parse_size
 
-    options = {
-        k: v for k, v in (("identity_file", identity_file), ("known_hosts", known_hosts)) if v
-    }
+    given = (
+        ("identity_file", identity_file),
+        ("known_hosts", known_hosts),
+        ("source_collection", globus_source),
+        ("token_file", token_file),
+    )
+    options = {k: v for k, v in given if v}
     site = sites.Site(
         name, url, max_active, bwlimit, int(parse_size(capacity)) if capacity else None, options
     )

@@ -1,7 +1,8 @@
 """Sites where copies live, and the few operations a transfer needs there (rsync over SSH).
 
 A site's ``url`` is ``ssh://user@host:port/root`` (copied with rsync over SSH, checked with the
-site's own ``sha256sum``) or ``file:///root`` (a local filesystem, e.g. a mounted archive).
+site's own ``sha256sum``), ``file:///root`` (a local filesystem, e.g. a mounted archive) or
+``globus://COLLECTION/root`` (through ``portal.data.globus``).
 This is the one module that runs ``ssh``/``rsync`` for the data capability.
 """
 
@@ -172,13 +173,18 @@ def check_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "file" and parts.path.startswith("/"):
         return url
+    if parts.scheme == "globus" and parts.hostname and parts.path.startswith("/"):
+        return url
     if parts.scheme == "ssh" and parts.hostname and parts.path.startswith("/"):
         try:
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError:
             raise PortalError(f"site URL {url!r} has a bad port") from None
         return url
-    raise PortalError(f"site URL {url!r} is neither ssh://user@host[:port]/root nor file:///root")
+    raise PortalError(
+        f"site URL {url!r} is not ssh://user@host[:port]/root, file:///root or "
+        "globus://COLLECTION/root"
+    )
 
 
 def load(url: str, name: str) -> Site:
