@@ -1,4 +1,4 @@
-"""Scale: events published without a global lock, in daily partitions with retention.
+"""Scale: events without a global lock, in daily partitions; pointing summaries.
 
 Event ids follow commit-safe order without serialising publishers: an id is the publishing
 transaction's id (``pg_current_xact_id()``) shifted left by 20 bits plus a counter within that
@@ -11,6 +11,9 @@ see a smaller id commit after it moved past it: in order, nothing skipped, and n
 a hypertable, or one DEFAULT partition), so retention drops whole days. Rows written before
 are copied over with their ids; new ids start above them. Downgrade copies them back.
 
+Pointings get hourly and daily summaries per beam and per sky region (``portal.db.summaries``):
+tables kept by a trigger, or TimescaleDB continuous aggregates; filled from stored rows here.
+
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-01
@@ -22,7 +25,7 @@ from alembic import op
 from sqlalchemy import text
 
 from portal import settings
-from portal.db import timeseries
+from portal.db import summaries, timeseries
 
 revision = "0007"
 down_revision = "0006"
@@ -105,11 +108,21 @@ def upgrade() -> None:
         f"SELECT id, time, topic, source, payload FROM {OLD}"
     )
     op.execute(f"DROP TABLE {OLD}")
+    summary_ddl = summaries.timescale_ddl() if backend == "timescaledb" else summaries.plain_ddl()
+    for stmt in summary_ddl:
+        op.execute(stmt)
 
 
 def downgrade() -> None:
     conn = op.get_bind()
     backend = timeseries.installed_backend(conn)
+    teardown = (
+        summaries.timescale_teardown_ddl()
+        if backend == "timescaledb"
+        else summaries.plain_teardown_ddl()
+    )
+    for stmt in teardown:
+        op.execute(stmt)
     op.execute(f"CREATE TABLE {OLD} ({COLUMNS_0001})")
     op.execute(
         f"INSERT INTO {OLD} (id, time, topic, source, payload) "
