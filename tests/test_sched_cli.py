@@ -129,3 +129,28 @@ def test_scheduling_page_shows_capacity_queue_forecast_and_decisions(env: SlurmE
     with bare.test_request_context("/scheduling"):
         text = json.dumps(page["layout"](time_range=None).to_plotly_json(), default=str)
     assert "Slurm" in text and "t-long" in text  # a notice about Slurm, the queue still shown
+
+
+def test_forecast_divides_the_backlog_by_the_measured_throughput(env: SlurmEnv) -> None:
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from portal.db.engine import get_engine
+    from portal.sched import metrics
+    from portal.sched.tables import work
+
+    assert metrics.forecast(env.cfg).line() == "no backlog"
+    queue.enqueue(env.cfg, "hhat-daily", [f"2026-10-{d:02d}" for d in range(1, 10)])
+    now = dt.datetime.now(dt.UTC)
+    first = now - dt.timedelta(minutes=30)
+    with get_engine(env.cfg.database_url).begin() as conn:
+        ids = [r.id for r in conn.execute(sa.select(work.c.id).order_by(work.c.id))]
+        conn.execute(
+            work.update().where(work.c.id.in_(ids[:6])).values(state="done", finished_at=first)
+        )
+    fc = metrics.forecast(env.cfg, now=now)
+    assert fc.open_items == 3 and fc.open_pointing_days == 3.0
+    assert round(fc.done_per_hour) == 12  # 6 finished within the half hour since the first
+    assert fc.hours is not None and round(fc.hours, 2) == 0.25
+    assert "3 items (3 pointing-days) open" in fc.line() and "catches up in" in fc.line()

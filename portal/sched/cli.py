@@ -238,16 +238,24 @@ def run_cmd() -> None:
     cfg = settings.get()
     stopped = _until_signal()
 
+    failed = [""]
+
     def publish(step: scheduler.Step) -> None:
         try:
             metrics.push(cfg, step)
+            failed[0] = ""
         except OSError as exc:
-            click.echo(f"warning: metrics not pushed: {exc}", err=True)
+            if str(exc) != failed[0]:  # once per new failure, not once per poll
+                click.echo(f"warning: metrics not pushed to {cfg.pushgateway_url}: {exc}", err=True)
+            failed[0] = str(exc)
 
-    click.echo(
-        f"scheduler: Slurm config {slurm_conf(cfg) or 'default'}, partition "
-        f"{options(cfg).partition}"
-    )
+    opts = options(cfg)
+    if opts.actuator == "portal.sched.actuator:slurm" and localslurm.missing() is not None:
+        click.echo(f"scheduler idle: {localslurm.missing()}; work stays queued")
+        while not stopped[0]:
+            time.sleep(0.5)
+        return
+    click.echo(f"scheduler: actuator {opts.actuator}, partition {opts.partition}")
     from portal.sched.actuator import load
 
     scheduler.run(cfg, load(cfg), lambda: stopped[0], publish)
@@ -309,19 +317,33 @@ def slurm_run(realtime_cpus: int | None) -> None:
     show_default=True,
     help="Seconds between two observing days' worth of work.",
 )
-def demo_backlog(every: float) -> None:
+@click.option(
+    "--initial-days",
+    type=click.IntRange(0, 3650),
+    default=60,
+    show_default=True,
+    help="Days of backlog queued at start (the stacks not built yet).",
+)
+def demo_backlog(every: float, initial_days: int) -> None:
     """Demo only: queue Hhat work as the simulated telescope observes (one day per tick)."""
     import datetime as dt
 
     cfg = settings.get()
     stopped = _until_signal()
-    day = dt.date.today() - dt.timedelta(days=30)
-    while not stopped[0]:
-        key = day.isoformat()
-        queue.enqueue(cfg, "hhat-daily", [key])
-        queue.enqueue(cfg, "hhat-check", [key])
+    day = dt.date.today() - dt.timedelta(days=initial_days)
+
+    def observe(day: dt.date) -> None:
+        queue.enqueue(cfg, "hhat-daily", [day.isoformat()])
+        queue.enqueue(cfg, "hhat-check", [day.isoformat()])
         if day.day == 1:
             queue.enqueue(cfg, "hhat-monthly", [day.strftime("%Y-%m")])
+
+    while day < dt.date.today() and not stopped[0]:
+        observe(day)
+        day += dt.timedelta(days=1)
+    click.echo(f"demo backlog: {initial_days} days queued; one more every {every:g} s")
+    while not stopped[0]:
+        observe(day)
         day += dt.timedelta(days=1)
         deadline = time.monotonic() + every
         while time.monotonic() < deadline and not stopped[0]:

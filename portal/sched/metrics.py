@@ -35,7 +35,7 @@ class Forecast:
         if self.hours is None:
             return (
                 f"{self.open_items} items ({self.open_pointing_days:g} pointing-days) open; "
-                f"nothing finished in the last {self.window_hours:g} h, no forecast yet"
+                f"nothing finished in the last hour, no forecast yet"
             )
         return (
             f"{self.open_items} items ({self.open_pointing_days:g} pointing-days) open; at "
@@ -47,25 +47,24 @@ class Forecast:
 def forecast(
     cfg: Settings, window: timedelta = timedelta(hours=1), now: datetime | None = None
 ) -> Forecast:
-    """Open items and pointing-days, divided by what finished within ``window``."""
+    """Open items and pointing-days, divided by the throughput measured over ``window`` (or
+    since the first item finished in it, at least a minute: a young queue is not diluted)."""
     now = now or datetime.now(UTC)
     open_states = ("queued", "submitted", "running")
+    recent = sa.and_(work.c.state == "done", work.c.finished_at >= now - window)
     query = sa.select(
         sa.func.count().filter(work.c.state.in_(open_states)),
         sa.func.coalesce(
             sa.func.sum(work.c.pointing_days).filter(work.c.state.in_(open_states)), 0
         ),
-        sa.func.count().filter(work.c.state == "done", work.c.finished_at >= now - window),
-        sa.func.coalesce(
-            sa.func.sum(work.c.pointing_days).filter(
-                work.c.state == "done", work.c.finished_at >= now - window
-            ),
-            0,
-        ),
+        sa.func.count().filter(recent),
+        sa.func.coalesce(sa.func.sum(work.c.pointing_days).filter(recent), 0),
+        sa.func.min(work.c.finished_at).filter(recent),
     )
     with get_engine(cfg.database_url).connect() as conn:
-        n_open, days_open, n_done, days_done = conn.execute(query).one()
-    hours = window.total_seconds() / 3600
+        n_open, days_open, n_done, days_done, first = conn.execute(query).one()
+    span = min(window, max(now - first, timedelta(minutes=1))) if first else window
+    hours = span.total_seconds() / 3600
     rate = n_done / hours
     eta = n_open / rate if rate > 0 else (0.0 if n_open == 0 else None)
     return Forecast(int(n_open), float(days_open), rate, float(days_done) / hours, eta, hours)

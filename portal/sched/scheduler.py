@@ -424,6 +424,7 @@ def run(
         if stop():
             return
         time.sleep(sched.opts.poll_seconds)
+    last_error = ""
     try:
         while not stop():
             started = time.monotonic()
@@ -432,7 +433,11 @@ def run(
                 if on_step is not None:
                     on_step(step)
             except (SlurmError, sa.exc.OperationalError) as exc:
-                log.warning("scheduler poll failed: %s", exc)
+                if str(exc) != last_error:  # one line per new failure, not one per poll
+                    log.warning("scheduler poll failed: %s", exc)
+                last_error = str(exc)
+            else:
+                last_error = ""
             rest = sched.opts.poll_seconds - (time.monotonic() - started)
             deadline = time.monotonic() + max(rest, 0)
             while time.monotonic() < deadline and not stop():
