@@ -20,6 +20,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -93,9 +94,10 @@ def seed(url: str, days: int, per_day: int, beams: int) -> tuple[int, float]:
     return total, time.perf_counter() - t0
 
 
-def timed(fn, repeat: int) -> tuple[float, list[dict]]:  # type: ignore[no-untyped-def]
+def timed(fn: Callable[[], list[dict]], repeat: int) -> tuple[float, list[dict]]:
     """Median seconds of ``repeat`` calls, and the last result."""
-    times, out = [], []
+    times: list[float] = []
+    out: list[dict] = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         out = fn()
