@@ -33,7 +33,9 @@ class Verdict:
 def _newer(cfg: Settings, promql: str, since: datetime) -> Verdict:
     """``promql`` (a vector of 1s) has a sample scraped after ``since``."""
     try:
-        found = Prometheus(cfg.prometheus_url, timeout=5).query(f"timestamp({promql} == 1)")
+        # timestamp() gives a sample's own time only when applied to a plain selector
+        query = f"timestamp({promql}) and ({promql} == 1)"
+        found = Prometheus(cfg.prometheus_url, timeout=5).query(query)
     except PortalError as exc:
         return Verdict(False, str(exc))
     stamps = [float(s["value"][1]) for s in found]

@@ -37,9 +37,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
     host = ctx.hosts[0]
     found = registry.get_host(ctx.cfg, host)
     ctx.before[host] = {"state": found.state if found else None}
-    since = datetime.now(UTC)
     started = time.monotonic()
     result = ctx.command(host, "reboot", check=False)
+    since = datetime.now(UTC)  # only a scrape after the reboot command proves the collector
     if not result.ok and not result.lost:  # a reboot may well cut the connection
         raise ActionFailed(f"{host}: reboot failed ({result.summary()})")
     limit = gate_seconds(ctx)

@@ -76,8 +76,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
             raise ActionFailed(f"{host}: component {component!r} is no longer in the inventory")
         status = ctx.command(host, "status", unit=name, check=False, step="status before")
         ctx.before[host] = {component: status.stdout.strip() or f"exit {status.exit_status}"}
-        since = datetime.now(UTC)
         ctx.command(host, "restart", unit=name)
-        gate(ctx, host, component, since)
+        gate(ctx, host, component, datetime.now(UTC))  # a scrape from before proves nothing
         ctx.after[host] = {component: "back" if not ctx.dry_run else "not run (dry run)"}
     return {}
