@@ -4,10 +4,12 @@ Prometheus scraping their components, and the session's PostgreSQL (``tests/ops_
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -23,6 +25,7 @@ from portal.stack import process
 from portal.stack.configs import targets_dir
 from tests import ops_fixtures
 from tests import ops_fleet_fixtures as more
+from tests.conftest import run_portal
 from tests.ops_fixtures import Fleet, Monitoring
 
 OPERATOR = Identity("tester", "user", "operator", "127.0.0.1", "req-fleet")
@@ -104,6 +107,8 @@ def worker(cfg: Settings) -> Iterator[Worker]:
     finally:
         found.stop.set()
         thread.join(timeout=120)
+        if found._listen is not None:  # its "a worker runs" lock: the CLI would wait for it
+            found._listen.close()
 
 
 def finished(cfg: Settings, run_id: int, timeout: float = 120) -> runs.Run:
@@ -125,7 +130,7 @@ def test_plan_batches_of_one_n_or_a_percentage() -> None:
 
 
 def test_rolling_update_stops_at_the_failing_host_and_rollback_restores(
-    ops_cfg: Settings, fleet: Fleet
+    ops_cfg: Settings, ops_env: dict[str, str], fleet: Fleet
 ) -> None:
     more.bad_version(fleet, ROLL[2], "2.0")
     pids = {h: fleet.unit_pid(h, "l1") for h in ROLL}
@@ -158,16 +163,42 @@ def test_rolling_update_stops_at_the_failing_host_and_rollback_restores(
         assert rolling.rollback_hosts(ops_cfg, run_id) == ROLL[:3]
         with pytest.raises(rolling.PortalError, match="did not change"):
             runs.request(ops_cfg, OPERATOR, "rollback", ROLL, {"run": str(run_id)}, "undo")
-        back = runs.request(
-            ops_cfg, OPERATOR, "rollback", ROLL[:3], {"run": str(run_id), "settle": "1s"}, "undo"
+        cli = run_portal(
+            "ops", "rollback", str(run_id), "--settle", "1s", "--reason", "undo 2.0", env=ops_env
         )
-        done = finished(ops_cfg, back)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    back = int(cli.stdout.split()[1].rstrip(":"))
+    assert f"rollback of run {run_id} on {', '.join(ROLL[:3])}" in cli.stdout
+    assert "hosts restored" in cli.stdout and "3/3" in cli.stdout  # the progress bar
+    assert f"run {back} succeeded" in cli.stdout
+    done = runs.get(ops_cfg, back)
     assert done.state == "succeeded", done
     assert [more.version(fleet, h, "l1") for h in ROLL] == ["1", "1", "1", "1"]
     assert all(fleet.unit_pid(h, "l1") for h in ROLL)
     assert done.result and done.result["before"][ROLL[2]]["version"] == "2.0"
     labels = {c.host: c.labels for c in registry.list_components(ops_cfg) if c.host in ROLL}
     assert [labels[h].get("version") for h in ROLL[:3]] == ["1", "1", "1"]
+
+
+def test_cli_update_dry_run_and_refusals(
+    ops_cfg: Settings, ops_env: dict[str, str], fleet: Fleet
+) -> None:
+    dry = run_portal(
+        "ops", "update", "--component", "l1", "--version", "3.1", "--batch", "50%",
+        "--reason", "check", "--dry-run", env=ops_env,
+    )  # fmt: skip
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    for host in ROLL:  # every host running l1, by default
+        assert f"{host}: would run: {fleet.root / 'fleet-update'} {host} l1 3.1" in dry.stdout
+    assert all(more.version(fleet, h, "l1") != "3.1" for h in ROLL)
+    bad = run_portal(
+        "ops", "update", ROLL[0], "--component", "l1", "--version", "1;reboot", "--reason", "x",
+        env=ops_env,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "parameter version '1;reboot' must match" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    with pytest.raises(runs.Forbidden, match="needs role admin"):
+        runs.request(ops_cfg, OPERATOR, "update", [ROLL[0]], {"component": "l1", "gate": "no"}, "x")
 
 
 # -- power-outage recovery -----------------------------------------------------------------------
@@ -232,3 +263,157 @@ def test_recovery_killed_mid_way_resumes_and_finishes_in_tier_order(
         assert fleet.unit_pid(name, "collector"), name
         if kind is not None:
             assert fleet.unit_pid(name, "svc1"), name
+
+
+# -- the Operations page -------------------------------------------------------------------------
+PAGE_HOST = f"rl1x{TAG}"  # maintenance does not touch its components
+
+
+@pytest.fixture(scope="module")
+def page_app(ops_cfg: Settings) -> Any:
+    from portal.web.app import create_app
+
+    return create_app(ops_cfg.replace(anonymous="none"))
+
+
+@pytest.fixture(scope="module")
+def role_tokens(ops_cfg: Settings) -> dict[str, str]:
+    from portal.auth import tokens
+
+    admin = Identity("test-ops-fleet", "cli", "admin", "local")
+    return {
+        r: tokens.create(ops_cfg.database_url, admin, f"fleet-{r}-{TAG}", r)
+        for r in ("viewer", "operator")
+    }
+
+
+def _callback(app: Any, name: str) -> tuple[str, dict[str, Any]]:
+    """The output key and entry of the Operations page's callback ``name``."""
+    dash_app = app.extensions["portal_dash"]
+    for output, entry in dash_app.callback_map.items():
+        fn = entry.get("callback")
+        if fn is not None and fn.__name__ == name and "ops-" in output:
+            return output, entry
+    raise AssertionError(f"no callback {name}")
+
+
+def _body(app: Any, name: str, trigger: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A ``/_dash-update-component`` request as the browser sends it."""
+    output, entry = _callback(app, name)
+
+    def spec(item: dict[str, Any]) -> Any:
+        ident, prop = item["id"], item["property"]
+        if ident.startswith("{"):  # a pattern-matching ALL: one entry per input found
+            params = values.get("params", {})
+            return [
+                {
+                    "id": {"type": "ops-param", "name": k},
+                    "property": prop,
+                    "value": v if prop == "value" else {"type": "ops-param", "name": k},
+                }
+                for k, v in params.items()
+            ]
+        return {"id": ident, "property": prop, "value": values.get(f"{ident}.{prop}")}
+
+    outputs = [
+        {"id": o.split(".")[0], "property": o.split(".")[1]} for o in output.strip(".").split("...")
+    ]
+    return {
+        "output": output,
+        "outputs": outputs,
+        "inputs": [spec(i) for i in entry["inputs"]],
+        "state": [spec(s) for s in entry["state"]],
+        "changedPropIds": [trigger],
+    }
+
+
+def _post(app: Any, token: str, body: dict[str, Any]) -> Any:
+    from portal.auth.web import DASH_DISPATCH
+
+    client = app.test_client()
+    return client.post(DASH_DISPATCH, json=body, headers={"Authorization": f"Bearer {token}"})
+
+
+def _runs_of(cfg: Settings, host: str) -> list[runs.Run]:
+    return runs.history(cfg, 100, host=host)
+
+
+def test_operator_puts_a_host_into_maintenance_from_the_page_and_a_viewer_cannot(
+    ops_cfg: Settings, page_app: Any, role_tokens: dict[str, str]
+) -> None:
+    from portal.alerts import alertmanager
+
+    form = {
+        "ops-start.n_clicks": 1,
+        "ops-hosts.value": [PAGE_HOST],
+        "ops-action.value": "maintenance",
+        "ops-reason.value": "fan swap, ticket 77",
+        "params": {"mode": "on", "until": "2h"},
+    }
+    body = _body(page_app, "act", "ops-start.n_clicks", form)
+    before = len(_runs_of(ops_cfg, PAGE_HOST))
+    refused = _post(page_app, role_tokens["viewer"], body)
+    assert refused.status_code == 403
+    assert "needs operator" in refused.get_json()["error"]
+    assert len(_runs_of(ops_cfg, PAGE_HOST)) == before  # nothing requested
+    with worker(ops_cfg):
+        answer = _post(page_app, role_tokens["operator"], body)
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        response = answer.get_json()["response"]
+        run_id = response["ops-run"]["data"]
+        assert f"run {run_id} queued" in json.dumps(response["ops-message"])
+        run = finished(ops_cfg, run_id)
+    assert run.state == "succeeded", run
+    assert run.actor == f"token:fleet-operator-{TAG}" and run.reason == "fan swap, ticket 77"
+    assert registry.get_host(ops_cfg, PAGE_HOST).state == "maintenance"  # type: ignore[union-attr]
+    mutes = [
+        s
+        for s in alertmanager.silences(ops_cfg.alertmanager_url)
+        if s.mutes({"host": PAGE_HOST, "alertname": "HostDown"})
+    ]
+    assert mutes and "fan swap, ticket 77" in mutes[0].comment
+    off = runs.request(ops_cfg, OPERATOR, "maintenance", [PAGE_HOST], {"mode": "off"}, "done")
+    with worker(ops_cfg):
+        assert finished(ops_cfg, off).state == "succeeded"
+
+
+def test_a_dangerous_action_shows_its_dry_run_before_it_is_queued(
+    ops_cfg: Settings, page_app: Any, role_tokens: dict[str, str], fleet: Fleet
+) -> None:
+    host = f"hd{TAG}"
+    form = {
+        "ops-start.n_clicks": 1,
+        "ops-hosts.value": [host],
+        "ops-action.value": "restart",
+        "ops-reason.value": "stuck",
+        "params": {"component": "collector"},
+    }
+    missing = _post(
+        page_app, role_tokens["operator"], _body(page_app, "act", "ops-start.n_clicks", form)
+    )
+    assert "not in the inventory" in json.dumps(missing.get_json()["response"]["ops-message"])
+    form["params"] = {"component": "svc1"}
+    form["ops-hosts.value"] = [f"cn{TAG}"]
+    answer = _post(
+        page_app, role_tokens["operator"], _body(page_app, "act", "ops-start.n_clicks", form)
+    )
+    response = answer.get_json()["response"]
+    assert response["ops-confirm"]["style"]["display"] == "block"
+    assert f"{fleet.svc} restart cn{TAG} svc1" in json.dumps(response["ops-confirm-body"])
+    pending = response["ops-pending"]["data"]
+    queued = [r for r in _runs_of(ops_cfg, f"cn{TAG}") if not r.dry_run and r.state == "queued"]
+    assert queued == []  # only the dry run so far
+    confirm = {**form, "ops-confirm-go.n_clicks": 1, "ops-pending.data": pending}
+    body = _body(page_app, "act", "ops-confirm-go.n_clicks", confirm)
+    assert _post(page_app, role_tokens["viewer"], body).status_code == 403
+    answer = _post(page_app, role_tokens["operator"], body)
+    run_id = answer.get_json()["response"]["ops-run"]["data"]
+    run = runs.get(ops_cfg, run_id)
+    assert run.action == "restart" and not run.dry_run and run.hosts == (f"cn{TAG}",)
+    runs.cancel(ops_cfg, OPERATOR, run_id, "test: not needed")
+    view = _post(
+        page_app,
+        role_tokens["viewer"],
+        _body(page_app, "refresh_run", "ops-run.data", {"ops-run.data": run_id}),
+    )
+    assert f"run {run_id}: restart" in view.get_data(as_text=True)

@@ -302,3 +302,10 @@ def cancel_cmd(run_id: int, reason: str) -> None:
 
     state = runs.cancel(settings.get(), _who(), run_id, reason)
     click.echo(f"run {run_id}: {'cancelled' if state == 'cancelled' else 'asked to stop'}")
+
+
+# update, rollback, recover: portal/ops/cli_fleet.py
+from portal.ops.cli_fleet import COMMANDS as FLEET_COMMANDS  # noqa: E402
+
+for _command in FLEET_COMMANDS:
+    ops.add_command(_command)
