@@ -62,9 +62,13 @@ def test_check_reports_realtime_needs_beyond_the_share(env: SlurmEnv) -> None:
     ok = _portal(env, "sched", "check")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert f"real-time share: {SHAPE.realtime_cpus} of {SHAPE.cpus} CPUs" in ok.stdout
-    registry.add_component(
-        cfg, "rt01", "l1-dedisp", "real-time", labels={"cores": "4", "memory_mb": "512"}
+    registry.add_component(cfg, "rt01", "l1-dedisp", "real-time", process_match="dedisp")
+    declared = _portal(
+        env, "sched", "declare", "rt01", "l1-dedisp", "--cores", "4", "--memory-mb", "512"
     )
+    assert declared.returncode == 0, declared.stderr
+    (comp,) = [c for c in registry.list_components(cfg, "rt01") if c.name == "l1-dedisp"]
+    assert comp.labels == {"cores": "4", "memory_mb": "512"} and comp.process_match == "dedisp"
     over = _portal(env, "sched", "check")
     assert over.returncode == 1
     assert "declared real-time needs (5 cores) exceed the real-time share (2 CPUs)" in over.stdout
@@ -102,6 +106,7 @@ def test_bad_input_is_one_line(env: SlurmEnv) -> None:
         (("queue", "--state", "lost"), "error: state 'lost' is not one of"),
         (("drain", "nope", "--reason", "x"), "error: `scontrol update` failed"),
         (("cancel", "999999"), "error: work item 999999 is not queued"),
+        (("declare", "nohost", "x", "--cores", "1"), "error: component 'x' on host 'nohost'"),
     ]:
         res = _portal(env, "sched", *args)
         assert res.returncode != 0 and res.stderr.startswith(start), (args, res.stderr)

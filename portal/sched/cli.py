@@ -71,6 +71,42 @@ def check_cmd() -> None:
         raise SystemExit(1)
 
 
+@requires("operator")
+@sched.command("declare")
+@click.argument("host")
+@click.argument("component")
+@click.option(
+    "--cores", type=click.FloatRange(0, 100000), required=True, help="Cores the component needs."
+)
+@click.option(
+    "--memory-mb",
+    type=click.IntRange(0, 10**8),
+    default=0,
+    show_default=True,
+    help="Memory the component needs.",
+)
+def declare_cmd(host: str, component: str, cores: float, memory_mb: int) -> None:
+    """Declare what inventory component COMPONENT on HOST needs (labels cores, memory_mb)."""
+    from portal.inventory import registry
+
+    cfg = settings.get()
+    found = [c for c in registry.list_components(cfg, host) if c.name == component]
+    if not found:
+        raise PortalError(
+            f"component {component!r} on host {host!r} is not in the inventory "
+            "(add it with: portal hosts add-component)"
+        )
+    comp = found[0]
+    labels = {**comp.labels, "cores": f"{cores:g}", "memory_mb": str(memory_mb)}
+    registry.add_component(
+        cfg, host, component, comp.kind, comp.process_match, comp.metrics_port, labels=labels
+    )
+    _audit(
+        "sched.declare", f"{host}/{component}", before=comp.labels, cores=cores, memory_mb=memory_mb
+    )
+    click.echo(f"{comp.kind} component {host}/{component} needs {cores:g} cores, {memory_mb} MB")
+
+
 @sched.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status_cmd(as_json: bool) -> None:
