@@ -470,6 +470,15 @@ def storage_cmd(days: int) -> None:
 
 # -- components ------------------------------------------------------------------------------
 @requires("operator")
+@data.command("demo")
+def demo_cmd() -> None:
+    """make run's data demo: a local SSH site, a rule, Hhat monthly stacks every minute."""
+    from portal.data import demo
+
+    demo.main(_cfg())
+
+
+@requires("operator")
 @data.command("evaluate")
 @click.option("--once", is_flag=True, help="One pass, then exit.")
 def evaluate_cmd(once: bool) -> None:

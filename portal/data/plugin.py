@@ -53,6 +53,7 @@ def register_components(settings: Settings) -> list[Component]:
     return [
         Component("data-evaluator", portal_argv("data", "evaluate"), order=56),
         Component("data-worker", portal_argv("data", "worker"), order=57),
+        Component("data-demo", portal_argv("data", "demo"), demo_only=True, order=58),
     ]
 
 

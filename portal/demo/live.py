@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -20,9 +21,11 @@ from prometheus_client.registry import Collector
 
 from collectors import hoststats
 from collectors.telemetry import Metric, Telemetry
+from portal.data.producer import Producer
 from portal.db.writer import WritePath
 from portal.demo import faults, model, sinks
 from portal.demo.logs import DemoLogs
+from portal.errors import PortalError
 from portal.inventory import registry as inventory
 from portal.settings import Settings
 
@@ -111,6 +114,7 @@ class Live:
         self.metrics_writer = self._writer("metric_samples", "demo-metrics", durable=True)
         self.pointings = self._writer("pointings", "demo-pointings", sinks.POINTING_COLUMNS)
         self.beam_events = self._writer("beam_events", "demo-beam-events", sinks.BEAM_EVENT_COLUMNS)
+        self.products = Producer(cfg, name="demo")  # the pipeline's producer API (write path)
         self.logs = DemoLogs(cfg.data_dir / "log" / "demo", self.sim.beam_host)
         self.tels: dict[tuple[str, str], Telemetry] = {}
         self.metrics: dict[tuple[str, str, str], Metric] = {}
@@ -197,12 +201,19 @@ class Live:
         self.apply()
         self.pointings.write_many(out.pointings)
         self.beam_events.write_many(out.beam_events)
-        sinks.save_products_safe(self.cfg.database_url, out.products)
+        self.register_products(out.products)
         sinks.publish_all(self.cfg.database_url, out.events, source="demo")
         self.logs.step(out)
         for job, duration in out.jobs:
             self.push_job(job, duration / self.speed)
         return out
+
+    def register_products(self, products: list[dict[str, Any]]) -> None:
+        """Through the producer API: spooled while the database is away, never duplicated."""
+        try:
+            self.products.register_products(products)
+        except PortalError as exc:
+            log.warning("demo: %d data products refused (%s)", len(products), exc)
 
     def push_job(self, job: str, duration: float) -> None:
         tel = Telemetry(
@@ -243,4 +254,5 @@ class Live:
             tel.close()
         for w in (self.metrics_writer, self.pointings, self.beam_events):
             w.close(timeout=10)
+        self.products.close(timeout=10)
         self.logs.close()

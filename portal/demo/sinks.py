@@ -10,7 +10,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from portal.db.engine import get_engine
 from portal.db.tables import data_products
 from portal.events import bus as events
 
@@ -39,20 +38,6 @@ def save_products(conn: sa.Connection, products: Iterable[dict[str, Any]]) -> in
     stmt = insert(data_products).on_conflict_do_nothing(index_elements=["name"])
     conn.execute(stmt, rows)
     return len(rows)
-
-
-def save_products_safe(url: str, products: list[dict[str, Any]]) -> int:
-    """Live mode: a database outage skips this hour's product records (logged), nothing else."""
-    if not products:
-        return 0
-    try:
-        with get_engine(url).begin() as conn:
-            return save_products(conn, products)
-    except Exception as exc:
-        log.warning(
-            "demo: %d data products not saved (%s)", len(products), str(exc).splitlines()[0]
-        )
-        return 0
 
 
 def publish_all(url: str, items: Iterable[tuple[str, dict[str, Any]]], source: str) -> None:
