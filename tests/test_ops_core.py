@@ -4,6 +4,7 @@ a real Alertmanager and the session's PostgreSQL (see ``tests/ops_fixtures.py``)
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -112,6 +113,17 @@ def test_restart_brings_the_component_back(ops_cfg: Settings, fleet: Fleet, work
     assert all(s.state == "succeeded" for s in run.steps)
     assert any(f"restart l1 via {fleet.host(host).port}" in c for c in fleet.calls(host))
     assert run.result and run.result["before"][host] == {"l1": "active"}
+    assert run.result["after"][host] == {"l1": "back"}
+    logged = [
+        e
+        for e in audit.query(ops_cfg.database_url, action="ops.restart*", target=host)
+        if e.params.get("run") == run_id
+    ]
+    assert [e.action for e in logged] == ["ops.restart.requested"] + ["ops.restart.step"] * 3 + [
+        "ops.restart"
+    ]
+    assert logged[-1].outcome == "ok" and logged[-1].reason == "stuck"
+    assert logged[-1].before == run.result["before"] and logged[-1].after == run.result["after"]
 
 
 def test_dry_run_lists_commands_and_runs_nothing(ops_cfg: Settings, fleet: Fleet) -> None:
@@ -459,6 +471,9 @@ def test_cli_maintenance_and_history_show_the_reason(
     assert "succeeded" in on.stdout, on.stdout + on.stderr
     listed = run_portal("ops", "maintenance", "list", check=True).stdout
     assert host in listed and "psu swap 4711" in listed
+    status = run_portal("ops", "status", check=True).stdout
+    assert re.search(r"ops workers running: [1-9]", status), status
+    assert any(host in line and "maintenance until" in line for line in status.splitlines())
     run_portal("ops", "maintenance", "off", host, "--reason", "psu done", check=True)
     history = run_portal("ops", "history", "--host", host, check=True).stdout
     assert "psu swap 4711" in history and "maintenance" in history
@@ -505,3 +520,23 @@ def test_a_killed_worker_leaves_no_host_locked(
     assert host not in runs.locks(ops_cfg)
     assert [s.state for s in run.steps if s.name == "health gate"] == ["failed"]
     assert runs.recover_orphans(ops_cfg) == []  # once
+
+
+def test_desired_state_restarts_a_component_found_down_with_back_off(
+    ops_cfg: Settings, fleet: Fleet, worker: Worker
+) -> None:
+    from portal.ops import desired
+
+    host = NAMES[1]
+    cfg = fleet.settings(ops_cfg, PORTAL_OPS_DESIRED_STATE="true")
+    assert desired.tick(ops_cfg, only={host}) == []  # off by default
+    fleet.svc_call(host, "stop", "l1")
+    assert process.wait_until(lambda: (host, "l1") in desired.found_down(cfg), 30)
+    started = desired.tick(cfg, only={host})
+    assert len(started) == 1
+    assert desired.tick(cfg, only={host}) == []  # busy, then backing off: not twice at once
+    run = finished(cfg, started[0])
+    assert run.state == "succeeded", run.steps
+    assert run.actor == "system:ops-desired-state" and "found down" in run.reason
+    assert fleet.unit_pid(host, "l1") is not None
+    assert audit.query(cfg.database_url, actor="system:ops-desired-state", action="ops.restart")

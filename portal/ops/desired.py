@@ -56,12 +56,15 @@ def wanted_running(cfg: Settings) -> set[tuple[str, str]]:
         return {(r.host, r.name) for r in conn.execute(query)}
 
 
-def tick(cfg: Settings, now: float | None = None) -> list[int]:
-    """Request restarts for components found down while desired running; returns run ids."""
+def tick(cfg: Settings, now: float | None = None, only: set[str] | None = None) -> list[int]:
+    """Request restarts for components found down while desired running (on hosts ``only``,
+    when given); returns the run ids."""
     if not cfg.extra.get("PORTAL_OPS_DESIRED_STATE"):
         return []
     now = time.monotonic() if now is None else now
     down = found_down(cfg) & wanted_running(cfg)
+    if only is not None:
+        down = {(h, c) for h, c in down if h in only}
     for key in [k for k in _backoff if k not in down]:
         del _backoff[key]  # seen up (or no longer wanted): the next failure starts afresh
     if not down:
