@@ -12,6 +12,7 @@ import httpx
 import psutil
 
 from portal.data import catalog, checksum, rules, transfer, verify
+from portal.data import metrics as data_metrics
 from portal.db.engine import connect_raw
 from portal.settings import Settings
 from portal.stack import process
@@ -183,7 +184,7 @@ def test_unreachable_site_turns_rule_stuck_with_last_error_and_alert(
         ).fetchone()
     assert ev is not None and ev[0]["last_error"] == state.last_error
 
-    rules.push_metrics(cfg, [state], catalog.queue_counts(cfg.database_url))
+    data_metrics.push(cfg, [state])
 
     def firing() -> list[dict[str, Any]]:
         body = httpx.get(f"{cfg.prometheus_url}/api/v1/alerts", timeout=5).json()

@@ -173,37 +173,9 @@ def evaluate(cfg: Settings) -> list[RuleState]:
     return out
 
 
-def push_metrics(cfg: Settings, states: list[RuleState], queue: dict[str, int]) -> None:
-    """Rule and queue gauges to the Pushgateway (the alert reads ``portal_data_rule_stuck``)."""
-    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
-
-    reg = CollectorRegistry()
-    stuck = Gauge(
-        "portal_data_rule_stuck",
-        "1 when a replication rule is STUCK (last_error: its failing files' latest error)",
-        ["rule", "site", "last_error"],
-        registry=reg,
-    )
-    missing = Gauge(
-        "portal_data_rule_missing_copies",
-        "Products a replication rule still lacks at its site",
-        ["rule", "site"],
-        registry=reg,
-    )
-    queued = Gauge(
-        "portal_data_transfer_requests", "Transfer requests by state", ["state"], registry=reg
-    )
-    for s in states:
-        stuck.labels(s.name, s.site, (s.last_error or "")[:200]).set(int(s.state == "STUCK"))
-        missing.labels(s.name, s.site).set(s.total - s.done)
-    for state, n in queue.items():
-        queued.labels(state).set(n)
-    push_to_gateway(cfg.pushgateway_url, job="portal-data", registry=reg, timeout=5)
-
-
 def run(cfg: Settings, stop: threading.Event | None = None) -> None:
     """The evaluator loop: rules, metrics and due deletions, each evaluate interval."""
-    from portal.data import catalog, deletion
+    from portal.data import deletion, metrics
 
     stop = stop or threading.Event()
     interval = float(data_settings.value(cfg, "PORTAL_DATA_EVALUATE_INTERVAL"))
@@ -213,7 +185,7 @@ def run(cfg: Settings, stop: threading.Event | None = None) -> None:
             states = evaluate(cfg)
             deletion.run_due(cfg)
             try:
-                push_metrics(cfg, states, catalog.queue_counts(cfg.database_url))
+                metrics.push(cfg, states)
                 warned = False
             except OSError as exc:
                 if not warned:

@@ -40,6 +40,17 @@ def _count(name: str, raw: str) -> int:
     return int(raw)
 
 
+def _fraction(name: str, raw: str) -> float:
+    text = raw.strip()
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise SettingsError(name, f"{raw!r} is not a fraction like 25% or 0.25") from None
+    if not 0 <= value <= 100:
+        raise SettingsError(name, f"{raw!r} must be between 0% and 10000%")
+    return value
+
+
 def parse_budgets(name: str, raw: str) -> dict[str, tuple[float, bool]]:
     """``l1=45TB/d,hhat_monthly=1.1PB`` -> ``{kind: (bytes, per_day)}``."""
     out: dict[str, tuple[float, bool]] = {}
@@ -68,6 +79,12 @@ SETTINGS = (
         parse_budgets,
         "Storage budget per product kind: `KIND=SIZE/d` a daily ingest rate, `KIND=SIZE` a total "
         "(the seed's volumes by default).",
+    ),
+    Setting(
+        "PORTAL_DATA_BUDGET_TOLERANCE",
+        "25%",
+        _fraction,
+        "IngestOverBudget fires when a kind's daily ingest exceeds its budget by more than this.",
     ),
     Setting(
         "PORTAL_DATA_RATE_WINDOW",
