@@ -224,6 +224,25 @@ def ls_cmd(
         )
 
 
+@data.command("coverage")
+@click.option("--days", type=click.IntRange(1, 366), default=14)
+@click.option("--sky", default="", help="One sky position (metadata sky, or beamNNNN).")
+def coverage_cmd(days: int, sky: str) -> None:
+    """Hhat coverage per sky position: missing daily stacks and why; monthly/cumulative current?"""
+    from portal.data import coverage
+
+    found = coverage.coverage(_cfg().database_url, days, sky)
+    for pos in found:
+        click.echo(
+            f"{pos.sky:14} {len(pos.present):3}/{days} daily  "
+            f"monthly {'current' if pos.monthly_current else 'behind'}  "
+            f"cumulative {'current' if pos.cumulative_current else 'behind'}  "
+            f"{coverage.summary(pos)}"
+        )
+    if not found:
+        click.echo("no Hhat stacks registered")
+
+
 # -- sites and rules -------------------------------------------------------------------------
 @data.group("site")
 def site_group() -> None:

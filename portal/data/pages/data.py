@@ -35,6 +35,8 @@ def layout(
         lambda: _arrivals(time_range),
         html.H3("Budgets"),
         _budgets,
+        html.H3("Hhat coverage (last 14 days)"),
+        _coverage,
         html.H3("Replication rules"),
         _rules,
         html.H3("Catalog"),
@@ -86,6 +88,22 @@ def _budgets() -> Any:
             }
         )
     return ui.table(pd.DataFrame(rows), "data-budgets")
+
+
+def _coverage() -> Any:
+    from portal.data import coverage
+
+    rows = [
+        {
+            "sky position": p.sky,
+            "daily stacks": f"{len(p.present)}/14",
+            "missing (why)": coverage.summary(p),
+            "monthly": "current" if p.monthly_current else "behind",
+            "cumulative": "current" if p.cumulative_current else "behind",
+        }
+        for p in coverage.coverage(routes.settings().database_url, 14)
+    ]
+    return ui.table(pd.DataFrame(rows), "data-coverage", empty="no Hhat stacks registered")
 
 
 def _rules() -> Any:
