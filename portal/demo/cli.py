@@ -17,22 +17,51 @@ from portal.demo.faults import KINDS
 
 
 def _layout_options(fn: click.decorators.FC) -> click.decorators.FC:
-    fn = click.option("--compute-nodes", type=click.IntRange(1, 64), default=8, show_default=True)(
-        fn
-    )
-    fn = click.option("--beams-per-node", type=click.IntRange(1, 64), default=4, show_default=True)(
-        fn
-    )
-    fn = click.option("--storage-nodes", type=click.IntRange(1, 16), default=2, show_default=True)(
-        fn
-    )
-    return click.option(
-        "--pointings-per-day",
-        type=click.IntRange(1, 10_000_000),
-        default=model.POINTINGS_PER_DAY,
-        show_default=True,
-        help="Across all beams (the real telescope: 165,537).",
-    )(fn)
+    """The simulated telescope's shape: a ``--scale`` preset, then what is given explicitly."""
+    options = [
+        click.option(
+            "--scale",
+            type=click.Choice(sorted(model.SCALES)),
+            default="demo",
+            show_default=True,
+            help="Preset shape: demo (32 beams, 12 hosts) or full (the real instrument: 1,024 "
+            "beams, 128 compute and 16 storage nodes, 165,537 pointings a day).",
+        ),
+        click.option(
+            "--beams",
+            type=click.IntRange(1, 4096),
+            default=None,
+            help="Beams in all, spread over the compute nodes (instead of --beams-per-node).",
+        ),
+        click.option(
+            "--hosts",
+            default="",
+            metavar="ROLE=N,...",
+            help="Hosts by role, e.g. compute=128,storage=16 (head01 and batch01: one each).",
+        ),
+        click.option("--compute-nodes", type=click.IntRange(1, 1024), default=None),
+        click.option("--beams-per-node", type=click.IntRange(1, 64), default=None),
+        click.option("--storage-nodes", type=click.IntRange(1, 1024), default=None),
+        click.option(
+            "--pointings-per-day",
+            type=click.IntRange(1, 10_000_000),
+            default=None,
+            help="Across all beams (default: the preset's, the real telescope's 165,537).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _shape(options: dict[str, Any]) -> tuple[list[model.SimHost], int]:
+    """Hosts and pointings a day from the layout options; a bad combination is one line."""
+    from portal.errors import PortalError
+
+    try:
+        return model.shape(**options)
+    except PortalError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @click.group()
@@ -66,21 +95,12 @@ def demo() -> None:
     help="How often samples are written to the database.",
 )
 @_layout_options
-def run_cmd(
-    speed: float,
-    base_port: int,
-    bind: str,
-    mirror_seconds: float,
-    compute_nodes: int,
-    beams_per_node: int,
-    storage_nodes: int,
-    pointings_per_day: int,
-) -> None:
+def run_cmd(speed: float, base_port: int, bind: str, mirror_seconds: float, **shape: Any) -> None:
     """Run simulated hosts, each with its own /metrics, registered in the inventory."""
     from portal.demo.live import Live
 
     cfg = settings.get()
-    hosts = model.layout(compute_nodes, beams_per_node, storage_nodes)
+    hosts, pointings_per_day = _shape(shape)
     live = Live(cfg, hosts, speed, base_port, bind, pointings_per_day, mirror_seconds)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -111,19 +131,11 @@ def run_cmd(
     help="Also backfill the local Prometheus (promtool blocks; its retention applies).",
 )
 @_layout_options
-def seed_cmd(
-    days: int,
-    step_seconds: int,
-    prometheus: bool,
-    compute_nodes: int,
-    beams_per_node: int,
-    storage_nodes: int,
-    pointings_per_day: int,
-) -> None:
+def seed_cmd(days: int, step_seconds: int, prometheus: bool, **shape: Any) -> None:
     """Backfill DAYS of history into PostgreSQL (idempotent: re-running adds nothing twice)."""
     from portal.demo.seed import seed
 
-    hosts = model.layout(compute_nodes, beams_per_node, storage_nodes)
+    hosts, pointings_per_day = _shape(shape)
     result = seed(
         settings.get(),
         days,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from portal.demo.faults import Fault
+from portal.errors import PortalError
 
 #: The seed's real rates, for the full 1024-beam instrument.
 REAL_BEAMS = 1024
@@ -63,16 +64,98 @@ class SimHost:
     beams: tuple[int, ...] = ()
 
 
-def layout(compute_nodes: int = 8, beams_per_node: int = 4, storage_nodes: int = 2) -> list:
-    """head01, cn01..cnNN (L1 beams), st01..stNN (storage), batch01 (Hhat workers)."""
+def layout(
+    compute_nodes: int = 8,
+    beams_per_node: int = 4,
+    storage_nodes: int = 2,
+    beams: int | None = None,
+) -> list:
+    """head01, cn01..cnNN (L1 beams), st01..stNN (storage), batch01 (Hhat workers).
+
+    ``beams`` (total) spreads that many beams over the compute nodes, as evenly as they go;
+    without it every node gets ``beams_per_node``.
+    """
+    total = compute_nodes * beams_per_node if beams is None else beams
+    if total < compute_nodes:
+        raise PortalError(f"--beams {total} is fewer than the {compute_nodes} compute nodes")
+    per_node = -(-total // compute_nodes)  # ceiling: the last nodes may have fewer
     hosts = [SimHost("head01", "head", "pointing-recorder", "real-time")]
+    first = 0
     for i in range(compute_nodes):
-        beams = tuple(range(i * beams_per_node, (i + 1) * beams_per_node))
-        hosts.append(SimHost(f"cn{i + 1:02d}", "compute", "l1", "real-time", beams))
+        count = min(per_node, total - first - (compute_nodes - i - 1))  # leave 1 for the rest
+        hosts.append(
+            SimHost(
+                f"cn{i + 1:02d}", "compute", "l1", "real-time", tuple(range(first, first + count))
+            )
+        )
+        first += count
     for i in range(storage_nodes):
         hosts.append(SimHost(f"st{i + 1:02d}", "storage", "storage", "real-time"))
     hosts.append(SimHost("batch01", "batch", "hhat-worker", "batch"))
     return hosts
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A ``--scale`` preset: the simulated telescope's shape."""
+
+    compute_nodes: int
+    beams_per_node: int
+    storage_nodes: int
+    beams: int | None = None  # a fixed total, whatever the compute nodes (the real instrument)
+    pointings_per_day: int = POINTINGS_PER_DAY
+
+
+#: ``demo``: small enough for a laptop (32 beams, 12 hosts); ``full``: the real instrument,
+#: 1,024 beams on 128 compute nodes, 16 storage nodes, 165,537 pointings a day.
+SCALES = {
+    "demo": Scale(compute_nodes=8, beams_per_node=4, storage_nodes=2),
+    "full": Scale(compute_nodes=128, beams_per_node=8, storage_nodes=16, beams=REAL_BEAMS),
+}
+#: Roles ``--hosts`` sizes (head01 and batch01 are one each, as in the pipeline).
+HOST_ROLES = ("compute", "storage")
+
+
+def parse_hosts(raw: str) -> dict[str, int]:
+    """``compute=128,storage=16`` -> ``{"compute": 128, "storage": 16}``, or one clear error."""
+    out: dict[str, int] = {}
+    for part in (p.strip() for p in raw.split(",") if p.strip()):
+        role, sep, count = part.partition("=")
+        role = role.strip()
+        if not sep or role not in HOST_ROLES:
+            raise PortalError(
+                f"--hosts {part!r}: expected ROLE=N with ROLE one of {', '.join(HOST_ROLES)}"
+            )
+        if not count.strip().isdigit() or not 1 <= int(count) <= 1024:
+            raise PortalError(f"--hosts {part!r}: N must be a whole number from 1 to 1024")
+        out[role] = int(count)
+    return out
+
+
+def shape(
+    scale: str = "demo",
+    compute_nodes: int | None = None,
+    beams_per_node: int | None = None,
+    storage_nodes: int | None = None,
+    beams: int | None = None,
+    hosts: str = "",
+    pointings_per_day: int | None = None,
+) -> tuple[list[SimHost], int]:
+    """The hosts and pointings a day the CLI options ask for: the preset, then what is given."""
+    preset = SCALES[scale]
+    by_role = parse_hosts(hosts)
+    for role, given in (("compute", compute_nodes), ("storage", storage_nodes)):
+        if given is not None and role in by_role and by_role[role] != given:
+            raise PortalError(f"--{role}-nodes {given} and --hosts {role}={by_role[role]} differ")
+    compute = compute_nodes or by_role.get("compute") or preset.compute_nodes
+    storage = storage_nodes or by_role.get("storage") or preset.storage_nodes
+    per_node = beams_per_node or preset.beams_per_node
+    if beams is None and beams_per_node is None:
+        beams = preset.beams  # full: 1,024 beams over however many compute nodes
+    return (
+        layout(compute, per_node, storage, beams),
+        pointings_per_day or preset.pointings_per_day,
+    )
 
 
 def sidereal_hours(t: datetime) -> float:
