@@ -198,3 +198,17 @@ def test_unreachable_site_turns_rule_stuck_with_last_error_and_alert(
 
     assert process.wait_until(lambda: bool(firing()), 60, interval=1)
     assert firing()[0]["labels"]["last_error"] == state.last_error[:200]
+
+
+def test_max_active_limits_the_workers_copying_to_a_site(
+    cfg: Settings, sshd: Any, tmp_path: Path
+) -> None:
+    t, _files, site = _setup(cfg, sshd, tmp_path, 3, 100, max_active=1)
+    rules.evaluate(cfg)
+    first, second = transfer.Worker(cfg, f"a-{t}"), transfer.Worker(cfg, f"b-{t}")
+    first.BATCH_FILES = second.BATCH_FILES = 1
+    assert len(first.claim(site.name)) == 1
+    assert second.claim(site.name) == []  # the site's one slot is taken
+    ssh_site(cfg, sshd, tmp_path / "dest", site.name, max_active=2)
+    assert len(second.claim(site.name)) == 1
+    assert transfer.Worker(cfg, f"c-{t}").claim(site.name) == []
