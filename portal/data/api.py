@@ -121,8 +121,7 @@ def _query() -> catalog.Query:
 @requires("viewer")
 def get_products() -> Response:
     try:
-        q = _query()
+        found = catalog.search(routes.settings().database_url, _query())
     except PortalError as exc:
         return routes.error_response(400, str(exc))
-    found = catalog.search(routes.settings().database_url, q)
     return jsonify({"products": [catalog.jsonable(f) for f in found]})

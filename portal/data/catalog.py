@@ -77,8 +77,18 @@ class Query:
 REPLICA_STATE_NAMES = ("AVAILABLE", "COPYING", "UNAVAILABLE", "BAD", "BEING_DELETED")
 
 
+PRODUCT_STATE_NAMES = ("writing", "complete", "deleted")
+
+
 def search(url: str, q: Query) -> list[dict[str, Any]]:
     """Products matching ``q``, newest first, each with its copies by site and state."""
+    if (
+        q.state
+        and q.state not in PRODUCT_STATE_NAMES
+        and q.state.upper() not in REPLICA_STATE_NAMES
+    ):
+        names = ", ".join((*PRODUCT_STATE_NAMES, *REPLICA_STATE_NAMES))
+        raise PortalError(f"state {q.state!r} is not one of {names}")
     p = data_products.c
     where: list[Any] = []
     if q.kind:

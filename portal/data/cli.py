@@ -327,7 +327,12 @@ def rule_add(name: str, kind: str, site: str, where: tuple[str, ...], within: st
         before=before,
         after={"kind": kind, "site": site, "selector": selector, "within_s": within_s},
     )
-    click.echo(f"rule {name}: {kind} {selector or ''} -> {site}")
+    shown = (
+        " where " + ", ".join(f"{k}={json.dumps(v)}" for k, v in selector.items())
+        if selector
+        else ""
+    )
+    click.echo(f"rule {name}: every {kind}{shown} -> {site}")
 
 
 @requires("operator")
