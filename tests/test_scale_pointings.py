@@ -117,12 +117,18 @@ def seeded(pg_server: str) -> Iterator[str]:
 )
 def test_summary_equals_the_raw_query(seeded: str, by: str, span: dt.timedelta) -> None:
     end = NOW - dt.timedelta(minutes=13, seconds=5)  # ragged edges at both ends
+    start = end - span
+    whole = summaries.hours(start, end)
+    assert whole[0] <= start and whole[1] >= end and whole[0].minute == whole[1].minute == 0
     with db_engine.get_engine(seeded).connect() as conn:
-        fast = summaries.summary(conn, end - span, end, by)  # type: ignore[arg-type]
-        raw = summaries.raw_summary(conn, end - span, end, by)  # type: ignore[arg-type]
+        exact = summaries.summary(conn, start, end, by, exact=True)  # type: ignore[arg-type]
+        raw = summaries.raw_summary(conn, start, end, by)  # type: ignore[arg-type]
+        fast = summaries.summary(conn, start, end, by)  # type: ignore[arg-type]
+        raw_whole = summaries.raw_summary(conn, *whole, by)  # type: ignore[arg-type]
     assert raw, "the window has pointings"
-    _same(fast, raw)
-    assert sum(r["pointings"] for r in fast) == sum(r["pointings"] for r in raw)
+    _same(exact, raw)
+    _same(fast, raw_whole)
+    assert sum(r["pointings"] for r in exact) == sum(r["pointings"] for r in raw)
 
 
 def test_summaries_read_whole_hours_and_days_and_count_every_row_once(seeded: str) -> None:

@@ -6,7 +6,9 @@ PostgreSQL by a statement-level trigger on ``pointings`` (every COPY batch of th
 adds its own rows, once; a replayed row that ``ON CONFLICT DO NOTHING`` skips adds nothing),
 with TimescaleDB as continuous aggregates of the same names and columns. A summary of any
 window reads whole days and whole hours from them and only the ragged edges from the raw table,
-so it equals the raw query exactly (``raw_summary``) and reads a few thousand rows.
+so it equals the raw query exactly (``raw_summary``). By default the window is widened to whole
+hours (``hours``): then nothing at all is read from the raw table, whose newest rows a time
+index (BRIN) does not cover until they are summarised by VACUUM.
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ TABLES: dict[tuple[By, str], str] = {
 }
 REGION_SQL = (
     f"(least(floor((dec_deg + 90) / {REGION_DEG}), {180 // REGION_DEG - 1})::int "
-    f"* {360 // REGION_DEG} + least(floor(mod(ra_deg::numeric + 360, 360) / {REGION_DEG}), "
+    f"* {360 // REGION_DEG} + least(floor((ra_deg - 360 * floor(ra_deg / 360)) / {REGION_DEG}), "
     f"{360 // REGION_DEG - 1})::int)"
 )
 #: Aggregates of raw rows, named as the summary columns (mergeable: sums, counts, maximum).
 RAW_AGGREGATES = (
     "count(*) AS n, coalesce(sum(duration_s), 0) AS duration_s, "
-    "coalesce(sum(data_bytes), 0)::numeric AS data_bytes, "
+    "coalesce(sum(data_bytes), 0)::bigint AS data_bytes, "
     "coalesce(sum(rfi_fraction), 0) AS rfi_sum, count(rfi_fraction) AS rfi_n, "
     "max(max_dm) AS max_dm, coalesce(sum(n_candidates), 0) AS n_candidates"
 )
@@ -48,7 +50,7 @@ def key_sql(by: By) -> str:
 def table_ddl(table: str, key: By) -> str:
     return (
         f"CREATE TABLE {table} (bucket timestamptz NOT NULL, {key} integer NOT NULL, "
-        "n bigint NOT NULL, duration_s double precision NOT NULL, data_bytes numeric NOT NULL, "
+        "n bigint NOT NULL, duration_s double precision NOT NULL, data_bytes bigint NOT NULL, "
         "rfi_sum double precision NOT NULL, rfi_n bigint NOT NULL, max_dm double precision, "
         f"n_candidates bigint NOT NULL, PRIMARY KEY (bucket, {key}))"
     )
@@ -158,9 +160,19 @@ FINAL = (
 )
 
 
-def summary(conn: Connection, start: datetime, end: datetime, by: By = "beam") -> list[dict]:
-    """Per beam (or sky region) over ``[start, end)``: pointings, observed seconds, bytes, mean
-    RFI fraction, largest DM and candidates; from the summaries plus the raw edges."""
+def hours(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """``[start, end)`` widened to whole hours (the window ``summary`` reads by default)."""
+    return _floor(start, "hour"), _ceil(end, "hour")
+
+
+def summary(
+    conn: Connection, start: datetime, end: datetime, by: By = "beam", exact: bool = False
+) -> list[dict]:
+    """Per beam (or sky region): pointings, observed seconds, bytes, mean RFI fraction, largest
+    DM and candidates over ``hours(start, end)``, or with ``exact`` over ``[start, end)`` itself
+    (the partial hours at the edges then come from the raw rows)."""
+    if not exact:
+        start, end = hours(start, end)
     spans = pieces(start, end)
     if not spans:
         return []
