@@ -540,3 +540,25 @@ def test_desired_state_restarts_a_component_found_down_with_back_off(
     assert run.actor == "system:ops-desired-state" and "found down" in run.reason
     assert fleet.unit_pid(host, "l1") is not None
     assert audit.query(cfg.database_url, actor="system:ops-desired-state", action="ops.restart")
+
+
+def test_a_request_needs_a_reason_of_one_line(ops_cfg: Settings, fleet: Fleet) -> None:
+    count = _run_count(ops_cfg)
+    for reason, why in (
+        ("", "needs a reason"),
+        ("  ", "needs a reason"),
+        ("a\nb", "one line"),
+        ("a\x00b", "one line"),
+        ("x" * 501, "one line"),
+    ):
+        with pytest.raises(PortalError, match=why):
+            runs.request(ops_cfg, OPERATOR, "restart", [NAMES[0]], {"component": "l1"}, reason)
+    with pytest.raises(PortalError, match="unknown ops action"):
+        runs.request(ops_cfg, OPERATOR, "explode", [NAMES[0]], {}, "why")
+    with pytest.raises(PortalError, match="takes no parameter"):
+        runs.request(ops_cfg, OPERATOR, "undrain", [NAMES[0]], {"force": "yes"}, "why")
+    with pytest.raises(PortalError, match="exactly one host"):
+        runs.request(ops_cfg, OPERATOR, "reboot", NAMES[:2], {}, "why")
+    with pytest.raises(PortalError, match="not in the inventory"):
+        runs.request(ops_cfg, OPERATOR, "undrain", ["nosuchhost"], {}, "why")
+    assert _run_count(ops_cfg) == count

@@ -7,16 +7,36 @@ with its steps and the exact commands it would run.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import flask
 
 from portal import routes
+from portal.apidoc import Param, describe
 from portal.auth.roles import requires
 from portal.errors import PortalError
 from portal.ops import runs
 
 blueprint = flask.Blueprint("ops_api", __name__)
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+RUN_BODY = {
+    "type": "object",
+    "required": ["action", "reason"],
+    "properties": {
+        "action": {"type": "string"},
+        "hosts": {"type": "array", "items": {"type": "string"}},
+        "params": {"type": "object", "additionalProperties": {"type": "string"}},
+        "reason": {"type": "string"},
+        "dry_run": {"type": "boolean"},
+    },
+}
+RUN = {"type": "object", "required": ["id", "action", "state", "steps"]}
+RUNS = {"type": "array", "items": RUN}
+LIST = {"type": "array", "items": {"type": "object"}}
+INT = {"type": "integer", "minimum": 1}
+RUN_ID = Param("run_id", INT, "an ops run's id", where="path", required=True)
 
 
 def _fail(exc: PortalError) -> flask.Response:
@@ -44,6 +64,7 @@ def _json(run: runs.Run) -> dict[str, Any]:
 
 @blueprint.get("/api/ops/actions")
 @requires("viewer")
+@describe(responses={200: LIST}, tags=["ops"])
 def list_actions() -> flask.Response:
     """The actions this portal offers: name, help, role, parameters (name -> pattern)."""
     try:
@@ -67,6 +88,7 @@ def list_actions() -> flask.Response:
 
 @blueprint.post("/api/ops/runs")
 @requires("operator")
+@describe(body=RUN_BODY, responses={200: RUN, 202: RUN}, tags=["ops"])
 def request_run() -> flask.Response:
     """Request an action on hosts (with a reason); 202 and the queued run, or 200 and the
     finished dry run with the commands it would run."""
@@ -104,6 +126,11 @@ def request_run() -> flask.Response:
 
 @blueprint.get("/api/ops/runs")
 @requires("viewer")
+@describe(
+    params=[Param("host"), Param("action"), Param("limit", INT), Param("before", INT)],
+    responses={200: RUNS},
+    tags=["ops"],
+)
 def list_runs() -> flask.Response:
     """Runs, newest first (without steps); ``before`` pages back by run id."""
     args = flask.request.args
@@ -112,8 +139,12 @@ def list_runs() -> flask.Response:
         before = int(args["before"]) if args.get("before") else None
     except ValueError:
         return routes.error_response(400, "limit and before must be whole numbers")
-    if limit < 1 or (before is not None and before < 1):
-        return routes.error_response(400, "limit and before must be 1 or more")
+    if limit < 1 or (before is not None and not 0 < before < 2**63):
+        return routes.error_response(400, "limit and before must be 1 or more (before < 2^63)")
+    for name in ("host", "action"):
+        value = args.get(name) or ""
+        if value and not NAME.fullmatch(value):
+            return routes.error_response(400, f"{name} {value[:40]!r} is not a valid name")
     found = runs.history(
         routes.settings(), limit, args.get("host") or None, args.get("action") or None, before
     )
@@ -122,6 +153,7 @@ def list_runs() -> flask.Response:
 
 @blueprint.get("/api/ops/runs/<run_id>")
 @requires("viewer")
+@describe(params=[RUN_ID], responses={200: RUN}, tags=["ops"])
 def get_run(run_id: str) -> flask.Response:
     """One run with its steps."""
     try:
@@ -132,6 +164,7 @@ def get_run(run_id: str) -> flask.Response:
 
 @blueprint.post("/api/ops/runs/<run_id>/cancel")
 @requires("operator")
+@describe(params=[RUN_ID], tags=["ops"])
 def cancel_run(run_id: str) -> flask.Response:
     """Cancel a queued run, or ask a running one to stop before its next step."""
     body = flask.request.get_json(silent=True) or {}
@@ -146,6 +179,7 @@ def cancel_run(run_id: str) -> flask.Response:
 
 @blueprint.get("/api/ops/maintenance")
 @requires("viewer")
+@describe(responses={200: LIST}, tags=["ops"])
 def list_maintenance() -> flask.Response:
     """Open maintenance windows: host, who, why, until, silence id."""
     from portal.ops import maintenance
@@ -155,6 +189,7 @@ def list_maintenance() -> flask.Response:
 
 @blueprint.get("/api/ops/status")
 @requires("viewer")
+@describe(tags=["ops"])
 def status() -> flask.Response:
     """Per host: maintenance, drain and lock; and whether an ops worker runs."""
     from portal.ops import status as ops_status

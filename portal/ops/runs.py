@@ -195,7 +195,7 @@ def validate(
     reason = (reason or "").strip()
     if not reason:
         raise PortalError(f"ops {name} needs a reason (who asked, which ticket, why)")
-    if len(reason) > REASON_MAX or "\n" in reason:
+    if len(reason) > REASON_MAX or not reason.isprintable():
         raise PortalError(f"the reason must be one line of at most {REASON_MAX} characters")
     wanted = tuple(dict.fromkeys(h.strip() for h in hosts if h.strip()))
     if action.hosts == "one" and len(wanted) != 1:
