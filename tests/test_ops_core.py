@@ -562,3 +562,24 @@ def test_a_request_needs_a_reason_of_one_line(ops_cfg: Settings, fleet: Fleet) -
     with pytest.raises(PortalError, match="not in the inventory"):
         runs.request(ops_cfg, OPERATOR, "undrain", ["nosuchhost"], {}, "why")
     assert _run_count(ops_cfg) == count
+
+
+def test_a_resumable_run_whose_owner_is_gone_is_queued_again_with_its_locks(
+    ops_cfg: Settings, fleet: Fleet
+) -> None:
+    host = NAMES[1]
+    run_id = runs.request(ops_cfg, OPERATOR, "undrain", [host], {}, "resume me")
+    gone_owner = 2**31 - 7  # a key no live session holds: its process has ended
+    claimed = runs.claim(ops_cfg, gone_owner, only=[run_id])
+    assert claimed is not None and claimed.id == run_id and claimed.state == "running"
+    assert runs.locks(ops_cfg)[host] == run_id
+    assert runs.claim(ops_cfg, gone_owner, only=[run_id]) is None  # running: not claimable
+    assert runs.recover_orphans(ops_cfg, resumable=lambda name: name == "undrain") == [run_id]
+    again = runs.get(ops_cfg, run_id)
+    assert again.state == "queued" and again.worker is None
+    assert runs.locks(ops_cfg)[host] == run_id  # still its own: nobody slips in between
+    resumed = runs.claim(ops_cfg, runs.owner_key(ops_cfg.database_url), only=[run_id])
+    assert resumed is not None and resumed.attempts == 2
+    runs.finish(ops_cfg, resumed, "cancelled", error="test")
+    assert host not in runs.locks(ops_cfg)
+    assert runs.recover_orphans(ops_cfg) == []
