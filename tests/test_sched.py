@@ -279,3 +279,38 @@ def test_kill_9_and_restart_submits_each_item_once(env: SlurmEnv) -> None:
         per_item[j.work_id] = per_item.get(j.work_id, 0) + 1  # type: ignore[index]
     assert sorted(per_item.values()) == [1] * len(keys), per_item  # no double submission
     assert all(j.state == "COMPLETED" for j in jobs)
+
+
+def test_a_host_drained_by_operations_is_drained_in_slurm_and_resumed_after(
+    env: SlurmEnv,
+) -> None:
+    import sqlalchemy as sa
+
+    from portal.db.engine import get_engine
+
+    ops = pytest.importorskip("portal.ops.tables")
+    queue.enqueue(env.cfg, "t-long", [f"o{i}" for i in range(4)])
+    sched = Scheduler(env.cfg, env.slurm, opts(env, max_pending=0))
+    with get_engine(env.cfg.database_url).begin() as conn:  # what `portal ops drain` records
+        conn.execute(
+            ops.ops_drains.insert().values(
+                host=env.node,
+                actor="cli:ops",
+                reason="PSU swap",
+                drained_at=sa.func.now(),
+                forced=False,
+            )
+        )
+    step = sched.step()
+    node = env.slurm.nodes()[0]
+    assert node.drained and node.reason == "obsportal ops drain: PSU swap"
+    assert step.submitted == [] and step.free_cpus == 0
+    with get_engine(env.cfg.database_url).begin() as conn:
+        conn.execute(ops.ops_drains.delete())
+    _until(sched, lambda s: s.running == 4)
+    assert not env.slurm.nodes()[0].drained
+    found = [d.decision for d in queue.recent_decisions(env.cfg, 20)]
+    assert "drain" in found and "resume" in found
+    env.slurm.drain(env.node, "an operator's own drain")
+    sched.step()
+    assert env.slurm.nodes()[0].reason == "an operator's own drain"  # not undone

@@ -27,12 +27,13 @@ from portal.sched import capacity
 from portal.sched import work as queue
 from portal.sched.actuator import Actuator
 from portal.sched.options import Options, options
-from portal.sched.slurm import FAILED, Job, SlurmError
+from portal.sched.slurm import FAILED, Job, Node, SlurmError
 from portal.sched.tables import work
 from portal.settings import Settings
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x5C4ED  # pg advisory lock: one scheduler per database
+DRAIN_TAG = "obsportal ops drain:"  # reason prefix of Slurm drains that mirror operations
 
 
 @dataclass(frozen=True)
@@ -271,6 +272,45 @@ class Scheduler:
                 )
         return found
 
+    # -- drained hosts (operations) -> drained Slurm nodes ----------------------------------
+    def _ops_drains(self) -> dict[str, str] | None:
+        """Hosts the operations capability drained, with the reason (None: no such capability)."""
+        try:
+            from portal.ops import drain
+        except ImportError:
+            return None
+        try:
+            return {h: str(d["reason"]) for h, d in drain.drains(self.cfg).items()}
+        except sa.exc.ProgrammingError:  # database older than the operations tables
+            return None
+
+    def sync_drains(self, nodes: list[Node]) -> bool:
+        """``scontrol update nodename=N state=drain reason=...`` for each host operations drained;
+        resume the nodes this did once operations undrains them (never an operator's own drain).
+        True when a node changed."""
+        wanted = self._ops_drains()
+        if wanted is None:
+            return False
+        changed = False
+        for node in nodes:
+            ours = node.reason.startswith(DRAIN_TAG)
+            if node.name in wanted and not node.drained:
+                reason = f"{DRAIN_TAG} {wanted[node.name]}"
+                self.slurm.drain(node.name, reason)
+                self._record(
+                    "drain", f"node {node.name} drained in Slurm: {reason}", node=node.name
+                )
+                changed = True
+            elif node.name not in wanted and node.drained and ours:
+                self.slurm.resume(node.name)
+                self._record(
+                    "resume",
+                    f"node {node.name} resumed in Slurm: operations undrained the host",
+                    node=node.name,
+                )
+                changed = True
+        return changed
+
     # -- the decision -----------------------------------------------------------------------------
     def _fits(self, items: list[queue.Item], share: capacity.Share) -> int:
         cpus, mem, n = share.free_batch_cpus, share.free_memory_mb, 0
@@ -288,9 +328,10 @@ class Scheduler:
         now = datetime.now(UTC)
         self._kinds = queue.kinds(self.cfg)
         jobs = self.slurm.jobs()
-        self.reconcile(jobs)
-        jobs = self.slurm.jobs()
+        self.reconcile(jobs)  # its cancels only touch pending jobs, which hold no CPUs
         nodes = self.slurm.nodes()
+        if self.sync_drains(nodes):
+            nodes = self.slurm.nodes()
         share = capacity.share(self.slurm, nodes, jobs, self.opts.partition)
         report = Step(
             now,

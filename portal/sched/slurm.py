@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,9 @@ FAILED = (
     "REVOKED",
     "SPECIAL_EXIT",
 )
+
+
+LIMIT_TTL = 30.0
 
 
 class SlurmError(PortalError):
@@ -166,6 +170,7 @@ class Slurm:
         self.conf = conf
         self.timeout = timeout
         self.locate = locate  # looked up on each call: a local cluster may start later
+        self._limits: dict[str, tuple[float, int | None]] = {}
 
     def _run(self, args: Sequence[str]) -> str:
         env = dict(os.environ)
@@ -245,9 +250,15 @@ class Slurm:
         return dict(p.split("=", 1) for p in shlex.split(out) if "=" in p)
 
     def batch_cpu_limit(self, partition: str) -> int | None:
-        """The partition's ``MaxCPUsPerNode``: what batch work may use of each node."""
+        """The partition's ``MaxCPUsPerNode``: what batch work may use of each node (read again
+        after ``LIMIT_TTL`` seconds: it changes only when Slurm is reconfigured)."""
+        cached = self._limits.get(partition)
+        if cached is not None and time.monotonic() - cached[0] < LIMIT_TTL:
+            return cached[1]
         raw = self.partition(partition).get("MaxCPUsPerNode", "")
-        return int(raw) if raw.isdigit() else None
+        limit = int(raw) if raw.isdigit() else None
+        self._limits[partition] = (time.monotonic(), limit)
+        return limit
 
     def release_begin_time(self, job_id: int) -> None:
         """Make a requeued job eligible now (Slurm otherwise holds it for a fixed delay)."""
