@@ -14,6 +14,7 @@ from portal import quicklook as ql
 from portal import routes
 from portal.auth.roles import requires
 from portal.errors import PortalError
+from portal.timeparse import stamp
 from portal.web import ui
 
 TITLE = "Scheduling"
@@ -142,12 +143,6 @@ def _decisions() -> Any:
         ]
     )
     return ui.table(df, "sched-decisions", empty="no decisions yet")
-
-
-def ql_time(when: Any) -> str:
-    from portal.timeparse import stamp
-
-    return stamp(when)
 
 
 def _body() -> list[Any]:
