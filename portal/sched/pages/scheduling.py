@@ -134,7 +134,7 @@ def _decisions() -> Any:
     df = pd.DataFrame(
         [
             {
-                "time": ql_time(d.time),
+                "time": stamp(d.time),
                 "decision": d.decision,
                 "job": d.job_id or "",
                 "reason": d.reason,
