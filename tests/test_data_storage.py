@@ -136,3 +136,24 @@ def test_days_until_full_matches_the_arithmetic_with_the_seeds_rates(cfg: Settin
     assert budgets["hhat_monthly"]["budget_bytes"] == 1.1 * PB
     out = run_portal("data", "storage", check=True).stdout
     assert f"site {site}" in out and "full in 19." in out
+
+
+def test_site_checksums_use_openssl_or_fall_back_to_coreutils(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+    import shutil
+
+    (tmp_path / "a").write_bytes(b"stack")
+    site = sites.Site("local-check", f"file://{tmp_path}")
+    want = "sha256:" + hashlib.sha256(b"stack").hexdigest()
+    paths = [str(tmp_path / "a"), str(tmp_path / "missing")]
+    assert site.checksums(paths, "sha256") == {paths[0]: want}
+    only = tmp_path / "bin"
+    only.mkdir()
+    (only / "sha256sum").symlink_to(shutil.which("sha256sum") or "/usr/bin/sha256sum")
+    monkeypatch.setenv("PATH", str(only))  # no openssl on this "site"
+    assert site.checksums(paths, "sha256") == {paths[0]: want}
+    assert site.checksum(paths[0], "sha256") == want
+    with pytest.raises(PortalError, match="missing or unreadable"):
+        site.checksum(paths[1], "sha256")

@@ -16,6 +16,14 @@ TOOLS = {
     "sha512": "sha512sum",
     "blake2b": "b2sum",
 }
+#: The same algorithms' names for ``openssl dgst`` (hardware-accelerated where the CPU has it).
+OPENSSL = {
+    "md5": "md5",
+    "sha1": "sha1",
+    "sha256": "sha256",
+    "sha512": "sha512",
+    "blake2b": "blake2b512",
+}
 DEFAULT = "sha256"
 CHUNK = 4 << 20
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -35,6 +43,10 @@ def parse(text: str) -> tuple[str, str]:
     if len(digest) != _DIGITS[algo]:
         raise PortalError(f"checksum {text[:80]!r}: a {algo} digest has {_DIGITS[algo]} hex digits")
     return algo, digest.lower()
+
+
+def is_hex(text: str) -> bool:
+    return bool(_HEX.fullmatch(text))
 
 
 def normalise(text: str) -> str:

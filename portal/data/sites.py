@@ -96,7 +96,10 @@ class Site:
     def run(self, argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` at the site (through SSH, or here for ``file://``)."""
         if self.scheme == "file":
-            return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+            try:
+                return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+            except FileNotFoundError:  # as a shell says it: exit 127
+                return subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: not found")
         command = " ".join(shlex.quote(a) for a in argv)
         return subprocess.run(
             [*self.ssh_argv(), self.target, command],
@@ -107,21 +110,26 @@ class Site:
 
     def checksum(self, path: str, algo: str) -> str:
         """The checksum of ``path`` computed at the site; ``PortalError`` when it cannot be."""
-        proc = self.run([checksums.TOOLS[algo], "--", path])
-        if proc.returncode != 0:
-            raise PortalError(f"{checksums.TOOLS[algo]} at {self.name}: {_first(proc.stderr)}")
-        return f"{algo}:{proc.stdout.split()[0].lower()}"
+        found = self.checksums([path], algo)
+        if path not in found:
+            raise PortalError(f"checksum at {self.name}: {path} is missing or unreadable")
+        return found[path]
 
     def checksums(self, paths: list[str], algo: str) -> dict[str, str]:
-        """Checksums of several files in one command at the site (missing ones are absent)."""
-        proc = self.run([checksums.TOOLS[algo], "--", *paths])
+        """Checksums of several files in one command at the site (missing ones are absent):
+        ``openssl dgst`` (hardware SHA) when the site has it, else coreutils."""
+        proc = self.run(["openssl", "dgst", f"-{checksums.OPENSSL[algo]}", "-r", *paths])
+        marker = " *"
+        if proc.returncode == 127:  # no openssl there
+            proc = self.run([checksums.TOOLS[algo], "--", *paths])
+            marker = "  "
         found: dict[str, str] = {}
         for line in proc.stdout.splitlines():
-            digest, sep, path = line.partition("  ")
-            if sep and not digest.startswith("\\"):
+            digest, sep, path = line.partition(marker)
+            if sep and checksums.is_hex(digest):
                 found[path] = f"{algo}:{digest.lower()}"
         if not found and proc.returncode != 0 and "No such file" not in proc.stderr:
-            raise PortalError(f"{checksums.TOOLS[algo]} at {self.name}: {_first(proc.stderr)}")
+            raise PortalError(f"checksum at {self.name}: {_first(proc.stderr)}")
         return found
 
     def remove(self, path: str) -> None:
