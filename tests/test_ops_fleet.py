@@ -197,6 +197,13 @@ def test_cli_update_dry_run_and_refusals(
     )  # fmt: skip
     assert bad.returncode == 1 and "parameter version '1;reboot' must match" in bad.stderr
     assert "Traceback" not in bad.stderr
+    recover = run_portal(
+        "ops", "recover", *TIER_HOSTS, "--reason", "drill", "--dry-run", env=ops_env
+    )
+    assert recover.returncode == 0, recover.stdout + recover.stderr
+    tiers = [line.split(":")[0] for line in recover.stdout.splitlines() if line.startswith("tier")]
+    assert tiers == [f"tier {t}" for t in ("database", "storage", "real-time", "batch", "portal")]
+    assert f"db{TAG}: would run: {fleet.root / 'wake'} db{TAG}" in recover.stdout
     with pytest.raises(runs.Forbidden, match="needs role admin"):
         runs.request(ops_cfg, OPERATOR, "update", [ROLL[0]], {"component": "l1", "gate": "no"}, "x")
 

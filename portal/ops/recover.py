@@ -164,7 +164,7 @@ def recover_host(ctx: RunContext, host: registry.Host, tier: str) -> None:
     except Cancelled:
         raise
     except PortalError as exc:
-        line = (str(exc).strip().splitlines() or ["failed"])[0]
+        line = (str(exc).strip().splitlines() or ["failed"])[0].removeprefix(f"{host.name}: ")
         outcome = {"tier": tier, "back": False, "detail": line}
     outcome["seconds"] = round(time.monotonic() - started, 1)
     _record(ctx, host.name, outcome)

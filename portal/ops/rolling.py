@@ -2,7 +2,7 @@
 a health gate before the next starts, and the first failure stops the rollout.
 
 Per host: ``version`` (the version it runs now, saved in the run's progress before anything
-changes), ``update`` (or ``restart`` when no version is given: a rolling restart), then the gate:
+changes) and ``update`` (without a version: only ``restart``, a rolling restart), then the gate:
 the host's collector and the component are up in samples scraped after the update, and then,
 for the settle time, the component stays up and none of its alerts fire. ``rollback`` restores
 the saved versions of an update run on the hosts it changed.
@@ -160,14 +160,15 @@ def _update_host(ctx: RunContext, host: str, component: str, version: str) -> da
     name = unit(ctx.cfg, host, component)
     if name is None:
         raise ActionFailed(f"{host}: component {component!r} is no longer in the inventory")
+    if not version:  # a rolling restart: versions do not change, nothing to restore later
+        ctx.before[host] = {"component": component}
+        ctx.command(host, "restart", unit=name)
+        return datetime.now(UTC)
     previous = _current_version(ctx, host, name)
     ctx.before[host] = {"component": component, "version": previous}
     if not ctx.dry_run:
         _save(ctx, "previous", host, previous)
-    if version:
-        ctx.command(host, "update", unit=name, version=version)
-    else:
-        ctx.command(host, "restart", unit=name)
+    ctx.command(host, "update", unit=name, version=version)
     return datetime.now(UTC)  # a scrape from before the command ended proves nothing
 
 
@@ -175,11 +176,10 @@ def _after_gate(ctx: RunContext, host: str, component: str, version: str) -> Non
     if ctx.dry_run:
         ctx.after[host] = {"component": component, "version": version or "restarted (dry run)"}
         return
-    shown = version or str(ctx.progress.get("previous", {}).get(host, ""))
     if version:
         record_version(ctx.cfg, host, component, version)
-    ctx.after[host] = {"component": component, "version": shown}
-    _save(ctx, "done", host, shown)
+    ctx.after[host] = {"component": component, "version": version or "restarted"}
+    _save(ctx, "done", host, version or "restarted")
 
 
 def run_update(ctx: RunContext) -> dict[str, Any]:
