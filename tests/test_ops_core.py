@@ -300,18 +300,29 @@ def test_site_templates_are_checked_when_loaded(tmp_path: Path) -> None:
 def test_two_actions_on_one_host_never_interleave(
     ops_cfg: Settings, fleet: Fleet, worker: Worker
 ) -> None:
+    """Three runs on one host, one elsewhere, two workers claiming side by side."""
     host = NAMES[0]
-    first = runs.request(ops_cfg, OPERATOR, "restart", [host], {"component": "l1"}, "one")
-    second = runs.request(ops_cfg, OPERATOR, "restart", [host], {"component": "l1"}, "two")
-    elsewhere = runs.request(ops_cfg, OPERATOR, "restart", [NAMES[1]], {"component": "l1"}, "3")
-    done = [finished(ops_cfg, r) for r in (first, second, elsewhere)]
-    assert [r.state for r in done] == ["succeeded"] * 3, done
-    a, b = sorted(done[:2], key=lambda r: r.started_at or r.created_at)
-    assert a.finished_at and b.started_at and b.started_at >= a.finished_at
-    assert max(s.finished_at for s in a.steps if s.finished_at) <= min(
-        s.started_at for s in b.steps
-    )
-    assert runs.locks(ops_cfg) == {} or host not in runs.locks(ops_cfg)
+    other = Worker(ops_cfg, threads=4)
+    thread = threading.Thread(target=other.serve, daemon=True)
+    thread.start()
+    try:
+        ids = [
+            runs.request(ops_cfg, OPERATOR, "restart", [host], {"component": "l1"}, f"n{i}")
+            for i in range(3)
+        ]
+        ids.append(runs.request(ops_cfg, OPERATOR, "restart", [NAMES[1]], {"component": "l1"}, "x"))
+        done = [finished(ops_cfg, r) for r in ids]
+    finally:
+        other.stop.set()
+        thread.join(timeout=60)
+    assert [r.state for r in done] == ["succeeded"] * 4, done
+    same = sorted(done[:3], key=lambda r: r.started_at or r.created_at)
+    for a, b in zip(same, same[1:], strict=False):
+        assert a.finished_at and b.started_at and b.started_at >= a.finished_at
+        assert max(s.finished_at for s in a.steps if s.finished_at) <= min(
+            s.started_at for s in b.steps
+        )
+    assert host not in runs.locks(ops_cfg)
 
 
 def test_drain_refuses_real_time_hosts_unless_an_admin_forces_it(

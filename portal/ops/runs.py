@@ -463,9 +463,10 @@ def claim(cfg: Settings, worker: int, only: Sequence[int] = ()) -> Run | None:
                 stmt = insert(ops_host_locks).values(
                     [{"host": h, "run_id": row.id, "locked_at": sa.func.now()} for h in hosts]
                 )
+                # a lock another worker is taking right now makes this wait, then do nothing
                 stmt = stmt.on_conflict_do_nothing(index_elements=["host"])
                 nested = conn.begin_nested()
-                got = conn.execute(stmt.returning(ops_host_locks.c.host)).scalars().all()
+                conn.execute(stmt)
                 mine = conn.execute(
                     sa.select(sa.func.count()).where(
                         ops_host_locks.c.host.in_(hosts), ops_host_locks.c.run_id == row.id
@@ -475,7 +476,6 @@ def claim(cfg: Settings, worker: int, only: Sequence[int] = ()) -> Run | None:
                     nested.rollback()
                     continue
                 nested.commit()
-                del got
             conn.execute(
                 ops_runs.update()
                 .where(ops_runs.c.id == row.id)

@@ -131,6 +131,8 @@ class Worker:
         for thread in self.active.values():
             thread.join()
         self.executor.close()
+        if self._listen is not None:
+            self._listen.close()
 
 
 def main(threads: int | None = None, on_start: Callable[[Worker], None] | None = None) -> None:
