@@ -53,6 +53,8 @@ def test_deletion_refused_vetoed_then_done_and_audited(
 
     now = with_data(cfg, veto_window=0.0)
     first = deletion.announce(now, WHO, name, site.name, "space")
+    with pytest.raises(PortalError, match=f"announced already \\(deletion {first}\\)"):
+        deletion.announce(now, WHO, name, site.name, "space")
     with pytest.raises(PortalError, match="the copy at local is the only verified copy"):
         # with the remote copy BEING_DELETED, the origin is the last verified copy
         deletion.announce(now, WHO, name, "local", "space")
@@ -157,3 +159,45 @@ def test_site_checksums_use_openssl_or_fall_back_to_coreutils(
     assert site.checksum(paths[0], "sha256") == want
     with pytest.raises(PortalError, match="missing or unreadable"):
         site.checksum(paths[1], "sha256")
+
+
+def test_retention_proposes_old_copies_that_may_go_once(cfg: Settings) -> None:
+    from portal.data import retention
+
+    t = tag()
+    origin = f"ret-{t}"
+    old = datetime.now(UTC) - timedelta(days=40)
+
+    def product(i: int, when: datetime) -> dict[str, Any]:
+        return {
+            "kind": "l1",
+            "name": f"ret-{t}/{i}",
+            "path": f"/nonexistent/ret-{t}/{i}",
+            "size_bytes": 10,
+            "created_at": when.isoformat(),
+            "site": origin,
+            "retention": "short",
+        }
+
+    records = [product(1, old), product(2, old), product(3, datetime.now(UTC))]
+    catalog.store_products(cfg.database_url, rows(records, origin))
+    with connect_raw(cfg.database_url) as conn:
+        for i in (1, 3):  # verified copies elsewhere for 1 and 3; none for 2
+            conn.execute(
+                "INSERT INTO replicas (product_id, site, path, state, verified_at) "
+                "SELECT id, 'elsewhere', '/x', 'AVAILABLE', now() FROM data_products "
+                "WHERE name = %s",
+                (f"ret-{t}/{i}",),
+            )
+    policy = with_data(cfg, retention={("short", origin): 30 * 86400.0}, veto_window=3600.0)
+    assert retention.apply(policy) == 1
+    listed = [d for d in deletion.listing(cfg.database_url, 1000) if d["site"] == origin]
+    assert [(d["product"], d["state"], d["reason"]) for d in listed] == [
+        (f"ret-{t}/1", "ANNOUNCED", f"retention short@{origin}")
+    ]
+    assert retention.apply(policy) == 0  # announced once
+    deletion.veto(policy, WHO, listed[0]["id"], "keep for the pulsar timing campaign")
+    assert retention.apply(policy) == 0  # a vetoed copy is not proposed again
+    assert _audit(cfg.database_url, f"ret-{t}/2@{origin}") == []  # skipped, not refused
+    with pytest.raises(Exception, match="not CLASS@SITE=DURATION"):
+        retention.parse_policies("PORTAL_DATA_RETENTION", "short=30d")

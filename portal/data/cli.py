@@ -507,7 +507,7 @@ def demo_cmd() -> None:
 @click.option("--once", is_flag=True, help="One pass, then exit.")
 def evaluate_cmd(once: bool) -> None:
     """The rule evaluator: queue copies, set rule states, carry out due deletions."""
-    from portal.data import deletion, rules
+    from portal.data import deletion, retention, rules
 
     cfg = _cfg()
     if not once:
@@ -515,6 +515,9 @@ def evaluate_cmd(once: bool) -> None:
         return
     for s in rules.evaluate(cfg):
         click.echo(f"{s.name}: {s.state} {s.done}/{s.total}")
+    proposed = retention.apply(cfg)
+    if proposed:
+        click.echo(f"{proposed} deletion(s) announced by retention policies")
     n = deletion.run_due(cfg)
     if n:
         click.echo(f"{n} deletion(s) done")

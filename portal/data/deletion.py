@@ -38,7 +38,7 @@ class Copy:
     origin: bool  # the copy where the product was made (``data_products.site``)
 
 
-def _copy(conn: psycopg.Connection, name: str, site: str) -> Copy:
+def find_copy(conn: psycopg.Connection, name: str, site: str) -> Copy:
     row = conn.execute(
         "SELECT id, name, kind, site, path, state FROM data_products WHERE name = %s", (name,)
     ).fetchone()
@@ -85,7 +85,16 @@ def announce(cfg: Settings, who: Identity, name: str, site: str, reason: str) ->
     window = float(data_settings.value(cfg, "PORTAL_DATA_VETO_WINDOW"))
     target = f"{name}@{site}"
     with connect_raw(url, autocommit=True) as conn, conn.transaction():
-        copy = _copy(conn, name, site)
+        copy = find_copy(conn, name, site)
+        pending = conn.execute(
+            "SELECT id FROM data_deletions WHERE product_id = %s AND site = %s "
+            "AND state = 'ANNOUNCED'",
+            (copy.product_id, site),
+        ).fetchone()
+        if pending is not None:
+            raise PortalError(
+                f"the deletion of {target} is announced already (deletion {pending[0]})"
+            )
         refused = why_not(conn, copy)
         if refused:
             entry = audit.Entry("data.delete", target, "refused", {"site": site}, reason)
@@ -178,7 +187,7 @@ def _carry_out(cfg: Settings, who: Identity, deletion_id: int, name: str, site: 
         ).fetchone()
         if state is None or state[0] != "ANNOUNCED":
             return 0  # vetoed or done meanwhile
-        copy = _copy(conn, name, site)
+        copy = find_copy(conn, name, site)
         error = why_not(conn, copy)
         if error:
             outcome = "refused"

@@ -175,7 +175,7 @@ def evaluate(cfg: Settings) -> list[RuleState]:
 
 def run(cfg: Settings, stop: threading.Event | None = None) -> None:
     """The evaluator loop: rules, metrics and due deletions, each evaluate interval."""
-    from portal.data import deletion, metrics
+    from portal.data import deletion, metrics, retention
 
     stop = stop or threading.Event()
     interval = float(data_settings.value(cfg, "PORTAL_DATA_EVALUATE_INTERVAL"))
@@ -183,6 +183,7 @@ def run(cfg: Settings, stop: threading.Event | None = None) -> None:
     while not stop.is_set():
         try:
             states = evaluate(cfg)
+            retention.apply(cfg)
             deletion.run_due(cfg)
             try:
                 metrics.push(cfg, states)

@@ -51,6 +51,12 @@ def _fraction(name: str, raw: str) -> float:
     return value
 
 
+def _retention(name: str, raw: str) -> Any:
+    from portal.data.retention import parse_policies
+
+    return parse_policies(name, raw)
+
+
 def parse_budgets(name: str, raw: str) -> dict[str, tuple[float, bool]]:
     """``l1=45TB/d,hhat_monthly=1.1PB`` -> ``{kind: (bytes, per_day)}``."""
     out: dict[str, tuple[float, bool]] = {}
@@ -85,6 +91,13 @@ SETTINGS = (
         "25%",
         _fraction,
         "IngestOverBudget fires when a kind's daily ingest exceeds its budget by more than this.",
+    ),
+    Setting(
+        "PORTAL_DATA_RETENTION",
+        "",
+        _retention,
+        "Retention policies `CLASS@SITE=DURATION` (e.g. `short@local=30d`): older copies that "
+        "may go are announced for deletion. Empty: nothing is deleted automatically.",
     ),
     Setting(
         "PORTAL_DATA_RATE_WINDOW",
