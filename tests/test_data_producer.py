@@ -59,6 +59,11 @@ def test_python_producer_registers_10000_products_once(cfg: Settings) -> None:
         producer.register_products(records[:10])
         assert producer.flush(60)
     assert _state(cfg.database_url, prefix) == first
+    with connect_raw(cfg.database_url) as conn:
+        classes = conn.execute(
+            "SELECT DISTINCT retention FROM data_products WHERE name LIKE %s", (prefix + "/%",)
+        ).fetchall()
+    assert classes == [("short",)]  # the l1 kind's retention class
     with pytest.raises(Exception, match="product 0: kind 'nope' is not one of"):
         Producer(cfg).register_products([{**records[0], "kind": "nope"}])
 

@@ -58,7 +58,7 @@ def post_products() -> Response:
     from portal.data.kinds import all_kinds
 
     cfg = routes.settings()
-    kinds = set(all_kinds(cfg))
+    kinds = all_kinds(cfg)
     from portal.data import settings as data_settings
 
     site = str(data_settings.value(cfg, "PORTAL_DATA_SITE"))

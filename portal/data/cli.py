@@ -155,7 +155,7 @@ def scan_cmd(path: Path, kind: str, prefix: str, jobs: int, meta: tuple[str, ...
         cfg.database_url,
         path,
         kind,
-        set(all_kinds(cfg)),
+        all_kinds(cfg),
         _site_name(),
         prefix=prefix,
         jobs=jobs,

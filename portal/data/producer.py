@@ -130,6 +130,11 @@ def _json(record: Mapping[str, Any], key: str) -> str:
 _KNOWN = frozenset(PRODUCT_COLUMNS) | {"id"}
 
 
+def _retention_of(kinds: Collection[str], kind: str) -> str:
+    declared = kinds.get(kind) if isinstance(kinds, Mapping) else None
+    return str(getattr(declared, "retention", "standard"))
+
+
 @lru_cache(maxsize=1)
 def _this_host() -> str:
     return socket.gethostname().split(".")[0]
@@ -138,7 +143,10 @@ def _this_host() -> str:
 def product_row(
     record: Mapping[str, Any], kinds: Collection[str], site: str, host: str = ""
 ) -> tuple[Any, ...]:
-    """The ``PRODUCT_COLUMNS`` row of one product record; ``PortalError`` names a bad field."""
+    """The ``PRODUCT_COLUMNS`` row of one product record; ``PortalError`` names a bad field.
+
+    ``kinds``: the accepted kind names, or ``{name: ProductKind}`` (then a record without a
+    retention class gets its kind's)."""
     if not isinstance(record, Mapping):
         raise PortalError("a product must be a JSON object")
     unknown = record.keys() - _KNOWN
@@ -171,7 +179,7 @@ def product_row(
         _number(record, "beam", integer=True, lo=0, hi=100_000),
         _number(record, "ra_deg", lo=0, hi=360),
         _number(record, "dec_deg", lo=-90, hi=90),
-        _text(record, "retention", required=False, default="standard"),
+        _text(record, "retention", required=False, default=_retention_of(kinds, kind)),
     )
 
 
@@ -229,7 +237,7 @@ class Producer:
         from portal.data.kinds import all_kinds
 
         self.cfg, self.durable, self.name = cfg, durable, name
-        self.kinds = set(all_kinds(cfg))
+        self.kinds = all_kinds(cfg)
         self.site = str(data_settings.value(cfg, "PORTAL_DATA_SITE"))
         self._paths: dict[str, WritePath] = {}
 

@@ -8,7 +8,7 @@ resumes where it was by running it again.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,7 +44,7 @@ def scan(
     url: str,
     root: Path,
     kind: str,
-    kinds: set[str],
+    kinds: Collection[str],
     site: str,
     *,
     prefix: str = "",
