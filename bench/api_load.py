@@ -4,7 +4,8 @@
 Self-contained: a throwaway database on PORTAL_DATABASE_URL's server (dropped at the end) with
 a day of log lines, one real ``portal web`` (gunicorn, default workers) on a free loopback
 port. Each of ``--clients`` threads keeps one HTTP connection and sends its share of a fixed
-number of requests to ``/healthz`` and to ``/api/logs`` (host + component + 1 h); then the same
+number of requests to ``/healthz`` and to ``/api/logs`` (host + component + 1 h), each as a
+user of its own (an API token, checked on every request as in production); then the same
 number of clients run the very SQL ``/api/logs`` runs, each over its own psycopg connection.
 Last line: RESULT api_rps=... sql_rps=... api_vs_sql=... healthz_p95_ms=...
 """
@@ -35,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psycopg  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from portal.auth import tokens  # noqa: E402
+from portal.auth.identity import Identity  # noqa: E402
 from portal.db import engine as db_engine  # noqa: E402
 from portal.db import migrate, timeseries  # noqa: E402
 from portal.logs import query as lq  # noqa: E402
@@ -109,12 +112,18 @@ def run_clients(
     return seconds, latencies
 
 
-def http_client(port: int) -> Callable[[], Callable[[str], None]]:
+def http_client(port: int, secrets: list[str]) -> Callable[[], Callable[[str], None]]:
+    """Each client a user of its own (an API token): per-user limits apply per client."""
+    pool = list(secrets)
+    lock = threading.Lock()
+
     def make() -> Callable[[str], None]:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        with lock:
+            headers = {"Authorization": f"Bearer {pool.pop()}"}
 
         def get(path: str) -> None:
-            conn.request("GET", path)
+            conn.request("GET", path, headers=headers)
             resp = conn.getresponse()
             body = resp.read()
             if resp.status != 200:
@@ -189,6 +198,8 @@ def main() -> None:
         with db_engine.get_engine(url).begin() as conn:
             timeseries.ensure_partitions(conn, "log_lines", start.date(), dt.date.today())
         seed(url, args.rows, start)
+        who = Identity("bench", "cli", "admin", "local")
+        secrets = [tokens.create(url, who, f"bench-{k}", "viewer") for k in range(args.clients)]
         port = free_port()
         proc = start_web(url, root, port)
 
@@ -213,9 +224,12 @@ def main() -> None:
             )
             for h, c, t in picks
         ]
-        run_clients(args.clients, paths[: args.clients * 2], http_client(port))  # warm up
-        api_s, api_lat = run_clients(args.clients, paths, http_client(port))
-        hz_s, hz_lat = run_clients(args.clients, ["/healthz"] * args.requests, http_client(port))
+        client = http_client(port, secrets)
+        run_clients(args.clients, paths[: args.clients * 2], client)  # warm up
+        api_s, api_lat = run_clients(args.clients, paths, http_client(port, secrets))
+        hz_s, hz_lat = run_clients(
+            args.clients, ["/healthz"] * args.requests, http_client(port, secrets)
+        )
 
         statements = [
             lq.statement(

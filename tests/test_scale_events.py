@@ -45,6 +45,20 @@ def test_an_event_of_an_older_transaction_committed_late_is_delivered_first(
     assert [e.id for e in got] == [older_id, newer_id]
 
 
+def test_a_transaction_open_in_another_database_does_not_hold_delivery_up(
+    database_url: str, pg_server: str
+) -> None:
+    topic = _topic()
+    start = events.last_id(database_url)
+    with db_engine.connect_raw(f"{pg_server}/postgres", autocommit=False) as elsewhere:
+        elsewhere.execute("SELECT pg_current_xact_id()")  # older than the event, still open
+        sent = events.publish(database_url, topic, {"n": 1})
+        with events.Subscription(database_url, [topic], since=start) as sub:
+            got = [e.id for e in sub.events(follow=False)]
+        elsewhere.rollback()
+    assert got == [sent]
+
+
 def test_a_rolled_back_publish_leaves_no_event_and_holds_nothing_up(database_url: str) -> None:
     topic = _topic()
     start = events.last_id(database_url)

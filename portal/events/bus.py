@@ -5,8 +5,8 @@ Publishers take no lock: an event's id is its transaction's id shifted left plus
 ids below ``events_horizon()``, the oldest transaction still running: everything older has
 finished, so no smaller id can commit after the subscriber moved past it. Delivery is in id
 order and at-least-once: a consumer stores its cursor after handling. An event waits for
-every older transaction in the cluster to end, so a long writing transaction delays delivery
-(never loses it).
+every older transaction of its database to end, so a long writing transaction there delays
+delivery (never loses it); transactions in the cluster's other databases do not.
 """
 
 from __future__ import annotations

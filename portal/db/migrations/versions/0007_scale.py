@@ -3,9 +3,10 @@
 Event ids follow commit-safe order without serialising publishers: an id is the publishing
 transaction's id (``pg_current_xact_id()``) shifted left by 20 bits plus a counter within that
 transaction (``events_next_id()``, the column default, so every writer gets one). Every
-transaction older than the oldest one still running has finished, so a subscriber that reads
-only ids below ``events_horizon()`` (that oldest running transaction, in id terms) can never
-see a smaller id commit after it moved past it: in order, nothing skipped, and no lock.
+transaction of this database older than the oldest one still running has finished, so a
+subscriber that reads only ids below ``events_horizon()`` (that oldest running transaction, in
+id terms) can never see a smaller id commit after it moved past it: in order, nothing skipped,
+and no lock.
 
 ``events`` becomes time-partitioned like the time-series tables (daily pg_partman partitions,
 a hypertable, or one DEFAULT partition), so retention drops whole days. Rows written before
@@ -49,7 +50,13 @@ COLUMNS_0001 = """
 
 def functions_ddl(first_xid: int, offset: int) -> list[str]:
     """``events_next_id()`` and ``events_horizon()``: ids ordered like transaction ids, above
-    ``offset`` (the ids already stored) from transaction ``first_xid`` on."""
+    ``offset`` (the ids already stored) from transaction ``first_xid`` on.
+
+    The horizon is the oldest transaction of this database still running in the statement's own
+    snapshot (or the snapshot's end): one running in another database of the cluster cannot
+    publish here, so it does not hold delivery up. One whose database cannot be told (it ended
+    since the snapshot was taken) counts as ours: a lower horizon is only later, never wrong.
+    """
     base = f"(pg_current_xact_id()::text::bigint - {first_xid}) * {PER_TRANSACTION} + {offset}"
     return [
         f"""
@@ -65,8 +72,14 @@ def functions_ddl(first_xid: int, offset: int) -> list[str]:
         END $$""",
         f"""
         CREATE FUNCTION events_horizon() RETURNS bigint LANGUAGE sql STABLE AS $$
-            SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::bigint - {first_xid})
-                   * {PER_TRANSACTION} + {offset}
+            SELECT (coalesce(
+                (SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+                 WHERE xid(x) NOT IN (
+                    SELECT backend_xid FROM pg_stat_activity
+                    WHERE backend_xid IS NOT NULL
+                      AND datname IS DISTINCT FROM current_database())),
+                pg_snapshot_xmax(pg_current_snapshot())
+            )::text::bigint - {first_xid}) * {PER_TRANSACTION} + {offset}
         $$""",
     ]
 
