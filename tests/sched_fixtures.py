@@ -31,7 +31,7 @@ from portal.hookspecs import WorkKind
 def register_work_kinds():
     return [
         WorkKind("t-short", "a 1 s job", command="sleep 1 # {key}", memory_mb=64),
-        WorkKind("t-mid", "a 5 s job", command="sleep 5 # {key}", memory_mb=64),
+        WorkKind("t-mid", "a 3 s job", command="sleep 3 # {key}", memory_mb=64),
         WorkKind("t-long", "a 60 s job", command="sleep 60 # {key}", memory_mb=64),
         WorkKind("t-fail", "a job that fails", command="exit 3 # {key}", memory_mb=64,
                  max_attempts=2),

@@ -237,7 +237,10 @@ class Slurm:
         self._run(["scancel", str(job_id)])
 
     def jobs(self) -> list[Job]:
-        """Every job slurmctld still knows (active ones and those finished within MinJobAge)."""
+        """Every job slurmctld still knows (active ones and those finished within MinJobAge).
+
+        ``squeue --json`` of 22.05 ignores ``--states`` and ``--jobs``: it always answers with
+        every job, so nothing is filtered on the command line."""
         doc = self._json(["squeue", "--all", "--states=all", "--json"])
         return [_job(j) for j in doc.get("jobs", [])]
 
