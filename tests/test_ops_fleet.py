@@ -9,6 +9,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -219,15 +220,13 @@ def _steps(cfg: Settings, run_id: int) -> list[sa.Row]:
 
 
 def test_recovery_killed_mid_way_resumes_and_finishes_in_tier_order(
-    ops_cfg: Settings, ops_env: dict[str, str], fleet: Fleet, tmp_path: object
+    ops_cfg: Settings, ops_env: dict[str, str], fleet: Fleet, tmp_path: Path
 ) -> None:
-    from pathlib import Path
-
     hosts = list(TIER_HOSTS)
     storage = f"st{TAG}"
     more.power_cut(fleet, hosts)
     more.wake_delay(fleet, storage, 3)
-    log = Path(str(tmp_path)) / "worker.log"
+    log = tmp_path / "worker.log"
     first = more.worker_process(ops_env, log)
     try:
         run_id = runs.request(ops_cfg, OPERATOR, "recover", hosts, {}, "power back after cut")
@@ -424,3 +423,73 @@ def test_a_dangerous_action_shows_its_dry_run_before_it_is_queued(
         _body(page_app, "refresh_run", "ops-run.data", {"ops-run.data": run_id}),
     )
     assert f"run {run_id}: restart" in view.get_data(as_text=True)
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian chromium")
+def test_page_in_chromium_restart_confirmed_after_its_dry_run(
+    ops_cfg: Settings, ops_env: dict[str, str], fleet: Fleet
+) -> None:
+    """The real portal (gunicorn) in headless Chromium: an operator logs in, picks restart,
+    sees the dry run's commands in the dialog, confirms, and follows the run to its end."""
+    from selenium.webdriver.common.by import By
+
+    from portal.auth import users
+    from tests.browser import Browser, PortalProcess
+    from tests.conftest import REPO, free_port, shared_tmpdir
+
+    host, name, password = f"cn{TAG}", f"op{TAG}", "correct horse battery"
+    admin = Identity("test-ops-fleet", "cli", "admin", "local")
+    users.add(ops_cfg.database_url, admin, name, "operator", password)
+    tmp = shared_tmpdir("portal-ops-page-")
+    env = {**ops_env, "PORTAL_WEB_BIND": f"127.0.0.1:{free_port()}"}
+    env["PORTAL_DATA_DIR"] = str(tmp / "var")
+    with PortalProcess(env, tmp / "web.log") as portal, worker(ops_cfg), Browser() as b:
+        d = b.driver
+        d.get(f"{portal.url}/operations?host={host}")
+        b.wait_rendered()
+        assert "starting actions needs role operator" in b.page_text()  # anonymous viewer
+        assert host in d.find_element(By.ID, "ops-fleet-table").text
+        d.get(f"{portal.url}/login?next=/operations%3Fhost%3D{host}")
+        d.find_element(By.ID, "login-user").send_keys(name)
+        d.find_element(By.ID, "login-password").send_keys(password)
+        d.find_element(By.ID, "login-submit").click()
+        b.wait(lambda: "/operations" in d.current_url, what="back on the page")
+        b.wait_rendered()
+        b.console_errors()
+        d.find_element(By.ID, "ops-action").click()  # Dash 4's drop-down: a list box opens
+        b.wait(
+            lambda: next(
+                o
+                for o in d.find_elements(By.CSS_SELECTOR, "[role=option]")
+                if o.text.startswith("restart:")
+            ),
+            what="the restart option",
+        ).click()
+        param = b.wait(
+            lambda: d.find_element(By.XPATH, "//input[contains(@id, '\"component\"')]"),
+            what="the component input",
+        )
+        param.send_keys("svc1")
+        d.find_element(By.ID, "ops-reason").send_keys("stuck after the RFI storm")
+        d.find_element(By.ID, "ops-start").click()
+        shown = b.wait(
+            lambda: d.find_element(By.ID, "ops-confirm-commands").text, what="the dry run"
+        )
+        assert f"{host}: {fleet.svc} restart {host} svc1" in shown
+        (REPO / "docs" / "screenshots").mkdir(parents=True, exist_ok=True)
+        d.save_screenshot(str(REPO / "docs" / "screenshots" / "operations.png"))
+        d.find_element(By.ID, "ops-confirm-go").click()
+        state = b.wait(
+            lambda: (
+                d.find_element(By.ID, "ops-run-state").get_attribute("data-state")
+                in ("succeeded", "failed")
+                and d.find_element(By.ID, "ops-run-state")
+            ),
+            timeout=60,
+            what="the run's end",
+        )
+        assert "restart on " + host in state.text and "succeeded" in state.text, state.text
+        steps = d.find_element(By.ID, "ops-run-steps").text
+        assert "health gate" in steps and "succeeded" in steps
+        assert b.console_errors() == []
+    assert fleet.unit_pid(host, "svc1")
