@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import flask
 from werkzeug.datastructures import MultiDict
 
-from portal import routes
+from portal import heavy, routes
 from portal.apidoc import Media, Param, describe
 from portal.auth.roles import requires
 from portal.errors import BackendUnavailable, DatabaseUnavailable, PortalError, QueryTimeout
@@ -84,10 +84,12 @@ def get_logs() -> flask.Response:
     """Filters: host, component (repeatable, globs), level, since, until, grep (text the message
     contains; a regular expression with ``re=1``), query, limit.
 
-    A query running past ``PORTAL_QUERY_TIMEOUT_SECONDS`` is cancelled: 503 with one sentence.
+    A query running past ``PORTAL_QUERY_TIMEOUT_SECONDS`` is cancelled: 503 with one sentence;
+    so is one whose client left. More than ``PORTAL_HEAVY_QUERIES_PER_USER`` at once: 429.
     """
     args = flask.request.args
     fmt = args.get("format", "text")
+    guard: heavy.Guard | None = None
     try:
         if fmt not in FORMATS:
             raise PortalError(f"format={fmt!r} is not one of {', '.join(FORMATS)}")
@@ -105,14 +107,32 @@ def get_logs() -> flask.Response:
         )
         from portal.logs.query import stream
 
-        records = stream(routes.settings().database_url, q)
+        cfg, who = routes.settings(), routes.identity()
+        guard = heavy.Guard(
+            cfg.data_dir,
+            heavy.identity_key(who.kind, who.actor, who.address),
+            heavy.limit(cfg.extra),
+            flask.request.environ,
+        )
+        records = stream(cfg.database_url, q)
         first = next(records, None)
+    except heavy.TooBusy as exc:
+        return routes.error_response(429, str(exc))
     except (DatabaseUnavailable, BackendUnavailable, QueryTimeout) as exc:
+        if guard is not None:
+            guard.close()
         return routes.error_response(503, str(exc))
     except PortalError as exc:
+        if guard is not None:
+            guard.close()
         return routes.error_response(400, str(exc))
+    except BaseException:
+        if guard is not None:
+            guard.close()
+        raise
     body: Iterator[str] = iter(()) if first is None else _chunks(first, records, fmt)
-    resp = flask.Response(flask.stream_with_context(body), mimetype=MIMETYPES[fmt])
+    assert guard is not None
+    resp = flask.Response(flask.stream_with_context(guard.wrap(body)), mimetype=MIMETYPES[fmt])
     if args.get("download", "") in ("1", "true", "yes"):
         resp.headers["Content-Disposition"] = f'attachment; filename="{_filename(args)}"'
     return resp

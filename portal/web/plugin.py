@@ -11,7 +11,7 @@ import click
 from portal.hookspecs import Component, hookimpl, portal_argv
 from portal.lazy import LazyCommand
 from portal.resources import shipped
-from portal.settings import Settings
+from portal.settings import Setting, Settings
 
 if TYPE_CHECKING:
     import flask
@@ -33,6 +33,13 @@ def register_commands(cli: click.Group) -> None:
             "Quicklook plugins: one Python file = one page.",
         )
     )
+
+
+@hookimpl
+def register_settings() -> list[Setting]:
+    from portal import heavy
+
+    return [heavy.SETTING]
 
 
 @hookimpl
