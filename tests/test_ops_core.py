@@ -594,3 +594,23 @@ def test_a_resumable_run_whose_owner_is_gone_is_queued_again_with_its_locks(
     runs.finish(ops_cfg, resumed, "cancelled", error="test")
     assert host not in runs.locks(ops_cfg)
     assert runs.recover_orphans(ops_cfg) == []
+
+
+def test_a_maintenance_window_ending_soon_is_announced_once(
+    ops_cfg: Settings, fleet: Fleet, worker: Worker
+) -> None:
+    host = NAMES[2]
+    since = bus.last_id(ops_cfg.database_url)
+    on = runs.request(ops_cfg, OPERATOR, "maintenance", [host], {"mode": "on", "until": "5m"}, "w")
+    assert finished(ops_cfg, on).state == "succeeded"
+    maintenance.tick(ops_cfg)
+    maintenance.tick(ops_cfg)  # the worker ticks too: still announced once
+
+    def ending() -> list[bus.Event]:
+        found = bus.history(ops_cfg.database_url, ["ops.maintenance.ending"], since, 100)
+        return [e for e in found if e.payload.get("host") == host]
+
+    assert len(ending()) == 1 and ending()[0].payload["reason"] == "w"
+    off = runs.request(ops_cfg, OPERATOR, "maintenance", [host], {"mode": "off"}, "w done")
+    assert finished(ops_cfg, off).state == "succeeded"
+    assert len(ending()) == 1

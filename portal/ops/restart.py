@@ -62,7 +62,7 @@ def gate(ctx: RunContext, host: str, component: str, since: datetime) -> None:
             seen.append(verdict.seen)
             return verdict.ok
 
-        if not ctx.wait_until(back, limit):
+        if not ctx.wait_until(back, limit, interval=0.5):
             last = seen[-1] if seen else "not checked"
             raise ActionFailed(f"{host}: {component} did not come back within {limit:g} s ({last})")
         step.note("back")

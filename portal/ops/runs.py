@@ -566,7 +566,7 @@ def history(
     """Runs newest first (without steps), optionally of one host or action."""
     query = sa.select(ops_runs).order_by(ops_runs.c.id.desc()).limit(max(1, min(limit, 1000)))
     if host:
-        query = query.where(ops_runs.c.hosts.any(host))
+        query = query.where(sa.literal(host) == sa.any_(ops_runs.c.hosts))
     if action:
         query = query.where(ops_runs.c.action == action)
     if before_id is not None:
