@@ -212,3 +212,33 @@ def test_max_active_limits_the_workers_copying_to_a_site(
     ssh_site(cfg, sshd, tmp_path / "dest", site.name, max_active=2)
     assert len(second.claim(site.name)) == 1
     assert transfer.Worker(cfg, f"c-{t}").claim(site.name) == []
+
+
+def test_evaluator_component_queues_copies_and_pushes_its_gauges(
+    stack: Settings, sshd: Any, tmp_path: Path, portal_env: dict[str, str]
+) -> None:
+    t, _files, site = _setup(stack, sshd, tmp_path, 2, 100)
+    env = {**os.environ, **portal_env, "PORTAL_DATA_EVALUATE_INTERVAL": "1s"}
+    pid = process.spawn(portal_cmd("data", "evaluate"), tmp_path / "evaluate.log", env=env)
+    try:
+
+        def queued() -> bool:
+            with connect_raw(stack.database_url) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM transfer_requests WHERE site = %s AND state = 'QUEUED'",
+                    (site.name,),
+                ).fetchone()
+            return bool(row and row[0] == 2)
+
+        assert process.wait_until(queued, 60), process.tail(tmp_path / "evaluate.log")
+
+        def pushed() -> bool:
+            text = httpx.get(f"{stack.pushgateway_url}/metrics", timeout=5).text
+            return (
+                f'portal_data_rule_missing_copies{{instance="",job="portal-data",rule="rule-{t}"'
+                in text
+            )
+
+        assert process.wait_until(pushed, 60), process.tail(tmp_path / "evaluate.log")
+    finally:
+        process.stop(pid, timeout=10)
