@@ -42,7 +42,7 @@ def test_data_and_transfers_pages_show_catalog_rules_queue_and_veto(
     t = tag()
     site = f"pg-{t}"
     sites.save(cfg.database_url, sites.Site(site, f"file:///tmp/{t}", capacity_bytes=10**15))
-    record = {
+    record: dict[str, Any] = {
         "kind": "hhat_monthly",
         "name": f"page-{t}/stack",
         "path": f"/data/page-{t}",
@@ -53,9 +53,11 @@ def test_data_and_transfers_pages_show_catalog_rules_queue_and_veto(
     rules.add(cfg.database_url, f"page-{t}", "hhat_monthly", site, {"t": t}, 3600)
     rules.evaluate(cfg)
     with connect_raw(cfg.database_url) as conn:
-        pid = conn.execute(
+        found = conn.execute(
             "SELECT id FROM data_products WHERE name = %s", (record["name"],)
-        ).fetchone()[0]
+        ).fetchone()
+        assert found is not None
+        pid = found[0]
         conn.execute(
             "INSERT INTO replicas (product_id, site, path, state, size_bytes) "
             "VALUES (%s, 'elsewhere', '/x', 'AVAILABLE', 1)",

@@ -65,7 +65,7 @@ def test_deletion_refused_vetoed_then_done_and_audited(
     assert deletion.run_due(now) == 1
     assert not copy.exists()
     with connect_raw(cfg.database_url) as conn:
-        states = dict(
+        states: dict[int, str] = dict(
             conn.execute(
                 "SELECT id, state FROM data_deletions WHERE id IN (%s, %s)", (first, second)
             ).fetchall()

@@ -88,6 +88,7 @@ def test_wrong_checksum_at_destination_is_bad_and_never_available(
             "SELECT state, error_class, last_error FROM transfer_requests WHERE site = %s",
             (site.name,),
         ).fetchone()
+    assert req is not None
     assert req[0] == "QUEUED" and req[1] == "checksum" and "mismatch" in req[2]
 
 
