@@ -614,3 +614,23 @@ def test_a_maintenance_window_ending_soon_is_announced_once(
     off = runs.request(ops_cfg, OPERATOR, "maintenance", [host], {"mode": "off"}, "w done")
     assert finished(ops_cfg, off).state == "succeeded"
     assert len(ending()) == 1
+
+
+def test_a_run_taken_over_is_neither_finished_nor_unlocked_by_its_old_owner(
+    ops_cfg: Settings, fleet: Fleet
+) -> None:
+    """After its owner lost its database link, a recovered run belongs to whoever claimed it."""
+    host = NAMES[0]
+    run_id = runs.request(ops_cfg, OPERATOR, "undrain", [host], {}, "link lost")
+    lost_owner = 2**31 - 11
+    stale = runs.claim(ops_cfg, lost_owner, only=[run_id])
+    assert stale is not None
+    assert runs.recover_orphans(ops_cfg, resumable=lambda name: True) == [run_id]
+    taken = runs.claim(ops_cfg, runs.owner_key(ops_cfg.database_url), only=[run_id])
+    assert taken is not None and taken.worker != lost_owner
+    runs.finish(ops_cfg, stale, "succeeded")  # the old owner comes back: ignored
+    assert runs.get(ops_cfg, run_id).state == "running"
+    assert runs.locks(ops_cfg)[host] == run_id
+    runs.finish(ops_cfg, taken, "succeeded")
+    assert runs.get(ops_cfg, run_id).state == "succeeded"
+    assert host not in runs.locks(ops_cfg)

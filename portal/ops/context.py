@@ -247,12 +247,17 @@ class RunContext:
             )
 
     def check_cancelled(self) -> None:
-        """Raise ``Cancelled`` when an operator asked this run to stop."""
+        """Raise ``Cancelled`` when an operator asked this run to stop, ``ActionFailed`` when
+        it is no longer this worker's (recovered after its database connection was lost)."""
         with get_engine(self.cfg.database_url).connect() as conn:
-            asked = conn.execute(
-                sa.select(ops_runs.c.cancel_requested).where(ops_runs.c.id == self.run.id)
-            ).scalar()
-        if asked:
+            row = conn.execute(
+                sa.select(ops_runs.c.cancel_requested, ops_runs.c.state, ops_runs.c.worker).where(
+                    ops_runs.c.id == self.run.id
+                )
+            ).one()
+        if row.state != "running" or row.worker != self.run.worker:
+            raise ActionFailed("another worker took this run over; stopping here")
+        if row.cancel_requested:
             raise Cancelled("cancelled by an operator")
 
 

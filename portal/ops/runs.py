@@ -11,6 +11,7 @@ fails it and frees its hosts, or queues it again when its action is resumable.
 from __future__ import annotations
 
 import importlib
+import logging
 import re
 import secrets
 import threading
@@ -34,6 +35,7 @@ from portal.ops.executor import targets
 from portal.ops.tables import ops_host_locks, ops_runs, ops_steps
 from portal.settings import Settings
 
+log = logging.getLogger(__name__)
 #: Advisory-lock namespaces: run owners (one key per process) and running ops workers.
 OWNER_NS = 0x6F7073  # "ops"
 WORKER_NS = 0x6F7077  # "opw"
@@ -341,18 +343,24 @@ def owner_key(database_url: str) -> int:
     """This process's owner key: the advisory lock it holds on its own connection while alive.
 
     The lock vanishes with the process (even after kill -9, when PostgreSQL sees the connection
-    close), which is how ``recover_orphans`` knows a run's owner is gone.
+    close), which is how ``recover_orphans`` knows a run's owner is gone. When the connection
+    itself was lost (a database restart), the same key is taken again if it is still free.
     """
     with _owner_lock:
         held = _owner.get(database_url)
-        if held is not None and not held[1].closed:
-            return held[0]
+        if held is not None:
+            try:
+                held[1].execute("SELECT 1")
+                return held[0]
+            except psycopg.Error:
+                held[1].close()
         conn = connect_raw(database_url, autocommit=True)
+        key = held[0] if held is not None else secrets.randbelow(2**31 - 2) + 1
         while True:
-            key = secrets.randbelow(2**31 - 2) + 1
             got = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (OWNER_NS, key)).fetchone()
             if got and got[0]:
                 break
+            key = secrets.randbelow(2**31 - 2) + 1
         _owner[database_url] = (key, conn)
         return key
 
@@ -505,11 +513,18 @@ def finish(
     """End a run: store its state and result, free its hosts, audit it with before/after."""
     result = result or {}
     with get_engine(cfg.database_url).begin() as conn:
-        conn.execute(
+        mine = conn.execute(
             ops_runs.update()
-            .where(ops_runs.c.id == run.id)
+            .where(
+                ops_runs.c.id == run.id,
+                ops_runs.c.state == "running",
+                ops_runs.c.worker == run.worker,
+            )
             .values(state=state, result=result, error=error, finished_at=sa.func.now())
-        )
+        ).rowcount
+        if not mine:  # recovered meanwhile (its owner's lock was lost): that took over
+            log.warning("ops run %s was recovered by another worker; not finishing it", run.id)
+            return
         conn.execute(ops_host_locks.delete().where(ops_host_locks.c.run_id == run.id))
         outcome = {"succeeded": "ok", "cancelled": "cancelled"}.get(
             state, f"failed: {(error or 'failed')[:200]}"

@@ -92,6 +92,7 @@ class Worker:
         """One round: recover orphans, start what can start, do periodic duties."""
         for done in [rid for rid, t in self.active.items() if not t.is_alive()]:
             del self.active[done]
+        self.key = runs.owner_key(self.cfg.database_url)  # first: re-held after a lost link
         recovered = runs.recover_orphans(self.cfg)
         if recovered:
             log.warning("ops worker: recovered runs of a worker that ended: %s", recovered)
