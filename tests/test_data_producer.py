@@ -132,6 +132,9 @@ def test_rest_refuses_bad_records_with_one_line_and_stores_none(
     assert resp.status_code == 400
     assert resp.get_json()["error"].startswith("product 2: checksum 'sha256:xyz'")
     assert _state(cfg.database_url, prefix) == []
+    escape = {**records[0], "name": f"{prefix}/../../etc/passwd"}
+    resp = client.post("/api/products", json=[escape], headers=operator_auth)
+    assert resp.status_code == 400 and "'..'" in resp.get_json()["error"]
     assert client.post("/api/products", json=records[:1]).status_code in (401, 403)
     bad = client.get("/api/products?limit=0", headers=operator_auth)
     assert bad.status_code == 400 and "limit" in bad.get_json()["error"]

@@ -130,6 +130,14 @@ def _json(record: Mapping[str, Any], key: str) -> str:
 _KNOWN = frozenset(PRODUCT_COLUMNS) | {"id"}
 
 
+def _name(record: Mapping[str, Any]) -> str:
+    """A product name is also its path below every site's root: no ``..``, no line breaks."""
+    name = _text(record, "name")
+    if "\n" in name or "\r" in name or ".." in name.split("/"):
+        raise PortalError("name must not contain '..' segments or line breaks")
+    return name
+
+
 def _retention_of(kinds: Collection[str], kind: str) -> str:
     declared = kinds.get(kind) if isinstance(kinds, Mapping) else None
     return str(getattr(declared, "retention", "standard"))
@@ -165,7 +173,7 @@ def product_row(
         raise PortalError("time_end is before time_start")
     return (
         kind,
-        _text(record, "name"),
+        _name(record),
         _text(record, "host", required=False, default=host or _this_host()),
         _text(record, "path"),
         _number(record, "size_bytes", integer=True, lo=0, hi=2**62, required=True),

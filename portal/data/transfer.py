@@ -147,6 +147,16 @@ class Worker:
             where = site_ops.load(self.url, first[0])
             out = []
             for rid, pid, site_name, name, path, size, digest, attempts in jobs:
+                try:
+                    dest = where.path_of(name)
+                except PortalError as exc:  # a name no site can hold: never copyable
+                    conn.execute(
+                        "UPDATE transfer_requests SET state = 'FAILED', last_error = %s, "
+                        "error_class = 'name', lease_until = NULL, finished_at = now() "
+                        "WHERE id = %s",
+                        (str(exc), rid),
+                    )
+                    continue
                 bad = conn.execute(
                     """
                     INSERT INTO replicas (product_id, site, path, state, attempts, requested_at)
@@ -156,7 +166,7 @@ class Worker:
                       attempts = replicas.attempts + 1, path = excluded.path, updated_at = now()
                     RETURNING state = 'BAD'
                     """,
-                    (pid, site_name, where.path_of(name)),
+                    (pid, site_name, dest),
                 ).fetchone()
                 force = bool(bad and bad[0])
                 out.append(Job(rid, pid, site_name, name, path, size, digest, attempts, force))
