@@ -6,8 +6,9 @@ databases it drops at the end. Writes the lines to per-host files twice, once wi
 10,000th line made hostile (a lone-surrogate escape in JSON, NaN in JSON, a raw NUL byte, a
 2 MB message, in turn) and once with those lines clean, ships each set with one
 ``portal collect logs --once`` process, and counts what was stored and set aside.
-Last line: RESULT lines=... stored_good=... rejected=... lost_good=...
-hostile_vs_clean_ratio=... (throughput in lines/s, hostile over clean).
+``--rounds N`` repeats the pair in alternating order and reports the median ratio (a loaded
+machine makes one pair noisy). Last line: RESULT lines=... stored_good=... rejected=...
+lost_good=... hostile_vs_clean_ratio=... (throughput in lines/s, hostile over clean).
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import datetime as dt
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -117,56 +120,78 @@ def database(server: str) -> str:
     )
 
 
+class Run(NamedTuple):
+    """One shipping run: lines/s, hostile lines written, good lines stored (all, distinct),
+    hostile lines stored, rows set aside."""
+
+    rate: float
+    hostile: int
+    good: int
+    distinct: int
+    stored_hostile: int
+    rejected: int
+
+
+def one_run(server: str, root: Path, lines: int, files: int, hostile: bool) -> Run:
+    """Generate, ship into a fresh database, count; the database and files are removed."""
+    url = database(server)
+    try:
+        bad, start = generate(root, lines, files, hostile)
+        migrate.upgrade(url)
+        with db_engine.get_engine(url).begin() as conn:
+            timeseries.ensure_partitions(conn, "log_lines", start.date(), dt.date.today())
+        db_engine.dispose_all()
+        seconds = ship(url, root)
+        good, distinct, stored_bad = counts(url)
+        rejected = sum(len(r.get("rows") or []) for r in rejected_records(root / "var" / "spool"))
+        return Run(lines / seconds, bad, good, distinct, stored_bad, rejected)
+    finally:
+        db_engine.dispose_all()
+        db_engine.drop_database(url)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=1_000_000, help="100000 for a quick run")
     ap.add_argument("--files", type=int, default=8, help="log files (one host's components)")
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="clean/hostile pairs, order alternating; median"
+    )
     args = ap.parse_args()
 
     server = os.environ.get("PORTAL_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/x")
     tmp = Path(tempfile.mkdtemp(prefix="obsportal-bench-poison-"))
-    urls = {"clean": database(server), "hostile": database(server)}
     print(f"lines: {args.lines:,}  files: {args.files}  one hostile line in {EVERY:,}", flush=True)
+    ratios, lost, rejected, stored_good = [], 0, 0, args.lines
     try:
-        rates, written = {}, {}
-        for run in ("clean", "hostile"):  # the same lines; the second with hostile ones
-            url = urls[run]
-            bad, start = generate(tmp / run, args.lines, args.files, run == "hostile")
-            written[run] = bad
-            migrate.upgrade(url)
-            with db_engine.get_engine(url).begin() as conn:
-                timeseries.ensure_partitions(conn, "log_lines", start.date(), dt.date.today())
-            db_engine.dispose_all()
-            seconds = ship(url, tmp / run)
-            rates[run] = args.lines / seconds
-            good, distinct, stored_bad = counts(url)
-            print(
-                f"{run}: {args.lines:,} lines ({bad} hostile) shipped in {seconds:.1f} s = "
-                f"{rates[run]:,.0f} lines/s; stored {good:,} good ({distinct:,} distinct) and "
-                f"{stored_bad} hostile (made storable at the edge)",
-                flush=True,
-            )
-        good_expected = args.lines - written["hostile"]
-        good, distinct, stored_bad = counts(urls["hostile"])
-        rejected = sum(
-            len(rec.get("rows") or [])
-            for rec in rejected_records(tmp / "hostile" / "var" / "spool")
-        )
-        assert good == distinct, f"{good - distinct} good lines stored twice"
-        lost = good_expected - distinct
-        ratio = rates["hostile"] / rates["clean"]
+        for r in range(args.rounds):
+            order = (False, True) if r % 2 == 0 else (True, False)  # the same lines, then hostile
+            runs = {}
+            for hostile in order:
+                name = "hostile" if hostile else "clean"
+                run = runs[name] = one_run(
+                    server, tmp / f"{name}{r}", args.lines, args.files, hostile
+                )
+                print(
+                    f"round {r + 1} {name}: {run.rate:,.0f} lines/s, {run.hostile} hostile; "
+                    f"stored {run.good:,} good ({run.distinct:,} distinct), {run.stored_hostile} "
+                    f"hostile (made storable at the edge), {run.rejected} set aside",
+                    flush=True,
+                )
+            bad = runs["hostile"]
+            assert bad.good == bad.distinct, f"{bad.good - bad.distinct} good lines stored twice"
+            stored_good = min(stored_good, bad.distinct)
+            lost = max(lost, args.lines - bad.hostile - bad.distinct)
+            rejected = max(rejected, bad.rejected)
+            ratios.append(bad.rate / runs["clean"].rate)
+        ratio = statistics.median(ratios)
+        print(f"hostile/clean throughput per round: {', '.join(f'{x:.2f}' for x in ratios)}")
         print(
-            f"hostile run: {stored_bad} of {written['hostile']} hostile lines stored, "
-            f"{rejected} rows set aside; throughput {ratio:.2f} of the clean run's"
-        )
-        print(
-            f"RESULT lines={args.lines} stored_good={distinct} rejected={rejected} "
+            f"RESULT lines={args.lines} stored_good={stored_good} rejected={rejected} "
             f"lost_good={lost} hostile_vs_clean_ratio={ratio:.2f}"
         )
     finally:
-        db_engine.dispose_all()
-        for url in urls.values():
-            db_engine.drop_database(url)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
