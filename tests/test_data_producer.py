@@ -211,3 +211,29 @@ def test_cli_scan_is_resumable_and_register_ls(tmp_path: Path, cfg: Settings) ->
     bad = run_portal("data", "scan", str(tmp_path / "nope"), "--kind", "l1")
     assert bad.returncode != 0 and "does not exist" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_a_plugin_declares_a_product_kind(cfg: Settings, tmp_path: Path) -> None:
+    from portal.data.kinds import all_kinds
+
+    (tmp_path / "station_kinds.py").write_text(
+        "from portal.hookspecs import ProductKind, hookimpl\n\n\n"
+        "@hookimpl\n"
+        "def register_product_kinds():\n"
+        "    return [ProductKind('candidate_plot', 'Candidate diagnostic plot', 'archive')]\n"
+    )
+    local = cfg.replace(plugins_dir=tmp_path)
+    kinds = all_kinds(local)
+    assert kinds["candidate_plot"].retention == "archive" and "l1" in kinds
+    prefix = f"plot-{tag()}"
+    with Producer(local, name=f"test-{prefix}") as producer:
+        producer.register_product(
+            kind="candidate_plot", name=f"{prefix}/a.png", path="/data/a.png", size_bytes=10
+        )
+        assert producer.flush(30)
+    with connect_raw(cfg.database_url) as conn:
+        got = conn.execute(
+            "SELECT kind, retention FROM data_products WHERE name = %s", (f"{prefix}/a.png",)
+        ).fetchall()
+    assert got == [("candidate_plot", "archive")]
+    assert "candidate_plot" not in all_kinds(cfg)  # only where the plugin is loaded
