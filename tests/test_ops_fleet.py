@@ -131,7 +131,11 @@ def test_plan_batches_of_one_n_or_a_percentage() -> None:
 
 
 def test_rolling_update_stops_at_the_failing_host_and_rollback_restores(
-    ops_cfg: Settings, ops_env: dict[str, str], fleet: Fleet
+    ops_cfg: Settings,
+    ops_env: dict[str, str],
+    fleet: Fleet,
+    page_app: Any,
+    role_tokens: dict[str, str],
 ) -> None:
     more.bad_version(fleet, ROLL[2], "2.0")
     pids = {h: fleet.unit_pid(h, "l1") for h in ROLL}
@@ -162,6 +166,16 @@ def test_rolling_update_stops_at_the_failing_host_and_rollback_restores(
         assert labels[ROLL[0]]["version"] == "2.0" and "version" not in labels[ROLL[3]]
 
         assert rolling.rollback_hosts(ops_cfg, run_id) == ROLL[:3]
+        # the page offers the rollback and shows its dry run first
+        shown = {"ops-run.data": run_id, "ops-reason.value": "undo 2.0"}
+        view = _post(page_app, role_tokens["viewer"], _body(page_app, "refresh_run", "", shown))
+        assert view.get_json()["response"]["ops-rollback"]["style"] == {}
+        offer = {**shown, "ops-rollback.n_clicks": 1}
+        body = _body(page_app, "act", "ops-rollback.n_clicks", offer)
+        dialog = json.dumps(_post(page_app, role_tokens["operator"], body).get_json())
+        for host in ROLL[:3]:
+            assert f"{host}: {fleet.root / 'fleet-update'} {host} l1 1" in dialog
+        assert ROLL[3] not in dialog
         with pytest.raises(rolling.PortalError, match="did not change"):
             runs.request(ops_cfg, OPERATOR, "rollback", ROLL, {"run": str(run_id)}, "undo")
         cli = run_portal(
@@ -448,6 +462,9 @@ def test_page_in_chromium_restart_confirmed_after_its_dry_run(
         d.get(f"{portal.url}/operations?host={host}")
         b.wait_rendered()
         assert "starting actions needs role operator" in b.page_text()  # anonymous viewer
+        mine = ".portal-page .portal-error-card, .portal-page .portal-notice"  # not the shell's
+        cards = d.find_elements(By.CSS_SELECTOR, mine)
+        assert not cards, [c.text for c in cards]
         assert host in d.find_element(By.ID, "ops-fleet-table").text
         d.get(f"{portal.url}/login?next=/operations%3Fhost%3D{host}")
         d.find_element(By.ID, "login-user").send_keys(name)
