@@ -159,3 +159,31 @@ def test_forecast_divides_the_backlog_by_the_measured_throughput(env: SlurmEnv) 
     assert round(fc.done_per_hour) == 12  # 6 finished within the half hour since the first
     assert fc.hours is not None and round(fc.hours, 2) == 0.25
     assert "3 items (3 pointing-days) open" in fc.line() and "catches up in" in fc.line()
+
+
+def test_queue_order_is_kind_priority_then_age(env: SlurmEnv) -> None:
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from portal.db.engine import get_engine
+    from portal.sched.tables import work
+
+    queue.enqueue(env.cfg, "hhat-monthly", ["2026-01"])  # priority 10
+    queue.enqueue(env.cfg, "hhat-daily", ["2026-11-02"])  # priority 20
+    queue.enqueue(env.cfg, "hhat-check", ["2026-11-01"])  # priority 30
+    now = dt.datetime.now(dt.UTC)
+    with get_engine(env.cfg.database_url).begin() as conn:
+        for kind, days in (("hhat-monthly", 2), ("hhat-daily", 1), ("hhat-check", 0)):
+            conn.execute(
+                work.update()
+                .where(work.c.kind == kind)
+                .values(enqueued_at=now - dt.timedelta(days=days))
+            )
+        assert conn.execute(sa.select(sa.func.count()).select_from(work)).scalar() == 3
+    items = queue.items(env.cfg, ("queued",))
+    by_kind = [i.kind for i in queue.ordered(env.cfg, items, now, age_weight=0.0)]
+    assert by_kind == ["hhat-check", "hhat-daily", "hhat-monthly"]
+    # 1 point an hour: 10 + 48 > 20 + 24 > 30 + 0, the oldest work comes first
+    by_age = [i.kind for i in queue.ordered(env.cfg, items, now, age_weight=1.0)]
+    assert by_age == ["hhat-monthly", "hhat-daily", "hhat-check"]

@@ -351,7 +351,8 @@ class Scheduler:
         report.queued, report.pending, report.running = len(queued), len(pending), len(running)
         backlog = len(open_items)
         fits = self._fits(pending + queued, share)
-        desired = len(running) + fits + self.opts.max_pending
+        allowance = self.opts.max_pending if share.batch_cpus > 0 else 0  # none: all drained
+        desired = len(running) + fits + allowance
         desired = max(min(desired, self.opts.max_jobs), self.opts.min_jobs)
         desired = min(desired, backlog)
         report.desired = desired
