@@ -31,6 +31,7 @@ from portal.ops.templates import PATTERNS
 from portal.timeparse import parse_duration
 
 DEFAULT_SETTLE = "30s"
+MAX_SIDE_BY_SIDE = 32  # hosts of one batch acted on at the same moment
 VERSION_LABEL = "version"  # the component's inventory label the fleet table shows
 _lock = threading.Lock()
 
@@ -200,7 +201,7 @@ def run_update(ctx: RunContext) -> dict[str, Any]:
             _after_gate(ctx, host, component, version)
 
         try:
-            ctx.parallel(one, batch, width=len(batch))
+            ctx.parallel(one, batch, width=min(len(batch), MAX_SIDE_BY_SIDE))
         except Cancelled:
             raise
         except PortalError as exc:
