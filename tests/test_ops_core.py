@@ -248,6 +248,9 @@ def test_an_unknown_host_key_is_refused(ops_cfg: Settings, fleet: Fleet, worker:
         first = client.run(trusted, ["echo", "a b; c"], 5)
         assert (first.exit_status, first.stdout) == (0, "a b; c\n")  # one word, no shell
         assert client.run(trusted, ["sh", "-c", "echo oops >&2; exit 3"], 5).stderr == "oops\n"
+        slow = client.run(trusted, ["sleep", "30"], 0.5)
+        assert slow.timed_out and slow.exit_status == 124 and "timed out" in slow.stderr
+        assert client.run(trusted, ["true"], 5).ok  # the connection outlives a timeout
         assert client.connected() == [trusted]  # the connection was reused
     finally:
         client.close()
