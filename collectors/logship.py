@@ -484,6 +484,8 @@ class Shipper:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         self.reopen_rotated()
+        if self.fresh and not self.writer.spool.empty():
+            self.writer.flush(timeout=30)  # the store must hold the spooled rows before lookups
         try:
             while not stop.is_set():
                 shipped = self.cycle()

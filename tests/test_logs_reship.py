@@ -131,3 +131,24 @@ def test_a_file_waits_while_the_store_cannot_say_what_it_holds(
     )
     assert ship(cfg, workdir, host) == expected(PLAIN)
     assert len(stored(cfg.database_url, host)) == expected(PLAIN)
+
+
+def test_spooled_rows_are_delivered_before_the_store_is_asked(cfg: Settings, workdir: Path) -> None:
+    """State lost while the spool still held a file's rows: they count, nothing is twice."""
+    host = f"reship-{uuid.uuid4().hex[:8]}"
+    log = workdir / "app.log"
+    write(log, PLAIN)
+    run_cfg = cfg.replace(data_dir=workdir / "var", host_name=host)
+    first = Shipper(run_cfg, parse_sources([f"{workdir}/*.log=app"], workdir), partial_after=0)
+    away = cfg.database_url.rsplit("/", 1)[0] + "/no_such_database_" + uuid.uuid4().hex[:6]
+    first.discover()  # registered while the store answers
+    first.writer.url = away  # then it goes away: the rows stay in the spool
+    assert first.cycle() == expected(PLAIN)
+    first.writer.close(timeout=1)
+    assert not first.writer.spool.empty() and stored(cfg.database_url, host) == []
+    lose_state(workdir)
+    write(log, ["written after the state was lost"])
+    again = Shipper(run_cfg, parse_sources([f"{workdir}/*.log=app"], workdir), partial_after=0)
+    again.run(0.05, once=True)
+    messages = [m for m, _ in stored(cfg.database_url, host)]
+    assert len(messages) == expected(PLAIN) + 1 == len(set(messages))
