@@ -40,6 +40,12 @@ TIER_HOSTS = {
     f"st{TAG}": ("storage", "real-time"),
     f"db{TAG}": ("database", None),
 }
+#: an alert of the component that fires as soon as a host runs version 6.6 of it
+RULE = {
+    "alert": "FleetTestBadVersion",
+    "expr": f'obs_component_version_info{{version="6.6", host=~"rl.x{TAG}"}} == 1',
+    "labels": {"severity": "warning"},
+}
 TIER_OF = {
     f"db{TAG}": "database",
     f"st{TAG}": "storage",
@@ -73,7 +79,7 @@ def fleet(cfg: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[F
 def mon(
     cfg: Settings, fleet: Fleet, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Monitoring]:
-    found = ops_fixtures.start_monitoring(tmp_path_factory.mktemp("mon"), targets_dir(cfg))
+    found = ops_fixtures.start_monitoring(tmp_path_factory.mktemp("mon"), targets_dir(cfg), [RULE])
     try:
         yield found
     finally:
@@ -193,6 +199,22 @@ def test_rolling_update_stops_at_the_failing_host_and_rollback_restores(
     assert done.result and done.result["before"][ROLL[2]]["version"] == "2.0"
     labels = {c.host: c.labels for c in registry.list_components(ops_cfg) if c.host in ROLL}
     assert [labels[h].get("version") for h in ROLL[:3]] == ["1", "1", "1"]
+
+
+def test_an_alert_of_the_component_firing_in_the_settle_time_fails_the_gate(
+    ops_cfg: Settings, fleet: Fleet
+) -> None:
+    host = ROLL[3]
+    params = {"component": "l1", "version": "6.6", "settle": "20s"}
+    with worker(ops_cfg):
+        run = finished(ops_cfg, runs.request(ops_cfg, OPERATOR, "update", [host], params, "try"))
+        assert run.state == "failed", run
+        assert "FleetTestBadVersion firing during the settle time" in (run.error or "")
+        assert more.version(fleet, host, "l1") == "6.6" and fleet.unit_pid(host, "l1")
+        undo = {"run": str(run.id), "settle": "1s"}
+        back = runs.request(ops_cfg, OPERATOR, "rollback", [host], undo, "undo")
+        assert finished(ops_cfg, back).state == "succeeded"  # version 1 is quiet
+    assert more.version(fleet, host, "l1") == "1"
 
 
 def test_cli_update_dry_run_and_refusals(
