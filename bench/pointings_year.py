@@ -7,7 +7,8 @@ Seeds ``--days`` days of pointings at the telescope's rate (1,024 beams, 165,537
 day; a year is 60 M rows) with COPY, one transaction a day, through the summary trigger the
 write path fires; then times each summary (``portal.db.summaries.summary``) against the same
 figures from the raw rows (``raw_summary``) over the same window (whole hours up to the
-current one), checking they agree. A 24 h or 30 d window reads
+current one), checking they agree. First, one day is COPYed with the trigger disabled and then
+enabled: what keeping the summaries costs the write path. A 24 h or 30 d window reads
 the same rows whatever lies before it, so 31 days stand for a year (``--days 366`` seeds one).
 Last line: RESULT rows=... summary_p50_ms=... raw_p50_ms=... speedup=...
 """
@@ -95,6 +96,29 @@ def seed(url: str, days: int, per_day: int, beams: int) -> tuple[int, float]:
     return total, time.perf_counter() - t0
 
 
+def trigger_cost(url: str, per_day: int, beams: int) -> tuple[float, float]:
+    """One day COPYed without, then with the summary trigger (rows/s each; emptied after)."""
+    rng = np.random.default_rng(3)
+    text = day_lines(dt.datetime.now(dt.UTC).date(), per_day, beams, rng)
+    rates = []
+    with db_engine.connect_raw(url, autocommit=True) as conn:
+        for enabled in (False, True):
+            state = "ENABLE" if enabled else "DISABLE"
+            conn.execute(f"ALTER TABLE pointings {state} TRIGGER pointings_summarise")
+            t0 = time.perf_counter()
+            with (
+                conn.transaction(),
+                conn.cursor() as cur,
+                cur.copy(f"COPY pointings ({COLS}) FROM STDIN") as copy,
+            ):
+                copy.write(text)
+            rates.append(per_day / (time.perf_counter() - t0))
+            conn.execute("TRUNCATE pointings")
+            for table in summaries.TABLES.values():
+                conn.execute(f"TRUNCATE {table}")
+    return rates[0], rates[1]
+
+
 def timed(fn: Callable[[], list[dict]], repeat: int) -> tuple[float, list[dict]]:
     """Median seconds of ``repeat`` calls, and the last result."""
     times: list[float] = []
@@ -121,6 +145,14 @@ def main() -> None:
     )
     try:
         migrate.upgrade(url)
+        with db_engine.get_engine(url).begin() as conn:
+            today = dt.datetime.now(dt.UTC).date()
+            timeseries.ensure_partitions(conn, "pointings", today, today)
+        bare, kept = trigger_cost(url, args.per_day, args.beams)
+        print(
+            f"one day by COPY: {bare:,.0f} rows/s without the summaries, {kept:,.0f} rows/s "
+            f"with the trigger keeping them ({kept / bare:.2f})"
+        )
         rows, seconds = seed(url, args.days, args.per_day, args.beams)
         print(
             f"seed: {rows:,} rows in {seconds:.1f} s = {rows / seconds:,.0f} rows/s (COPY, "
