@@ -59,10 +59,7 @@ def submit(
     run = runs.get(cfg, run_id)
     if dry_run:
         click.echo(f"dry run {run_id} of {action} on {', '.join(hosts) or 'no hosts'}:")
-        _print_steps(run, 0)
-        for host, lines in ((run.result or {}).get("commands") or {}).items():
-            for line in lines:
-                click.echo(f"  {host}: would run: {line}")
+        _print_steps(run, 0)  # each command step shows the exact line it would run
         _end(run)
         return
     click.echo(f"run {run_id}: {action} on {', '.join(hosts) or 'no hosts'} queued")
