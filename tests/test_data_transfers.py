@@ -10,10 +10,12 @@ from typing import Any
 
 import httpx
 import psutil
+import pytest
 
 from portal.data import catalog, checksum, rules, transfer, verify
 from portal.data import metrics as data_metrics
 from portal.db.engine import connect_raw
+from portal.errors import PortalError
 from portal.settings import Settings
 from portal.stack import process
 from tests.conftest import free_port, portal_cmd
@@ -66,6 +68,11 @@ def test_copies_are_verified_and_a_bad_copy_is_copied_again(
     _drain(transfer.Worker(cfg), site.name)
     assert [r[1] for r in _replicas(cfg.database_url, site.name)] == ["AVAILABLE"] * 4
     assert damaged.read_bytes() == files[1].read_bytes()
+
+    ssh_site(cfg, sshd, tmp_path / "dest", site.name, port=free_port())  # the site goes away
+    with pytest.raises(PortalError, match="checksum at"):
+        verify.site(cfg, site.name)
+    assert [r[1] for r in _replicas(cfg.database_url, site.name)] == ["AVAILABLE"] * 4
 
 
 def test_wrong_checksum_at_destination_is_bad_and_never_available(

@@ -6,13 +6,17 @@ from __future__ import annotations
 from portal.data import checksum as checksums
 from portal.data import sites as site_ops
 from portal.db.engine import connect_raw
-from portal.errors import PortalError
 from portal.events import bus as events
 from portal.settings import Settings
 
+BATCH = 64
+
 
 def site(cfg: Settings, name: str) -> tuple[int, int]:
-    """Check every AVAILABLE copy at site ``name``; returns (checked, found BAD)."""
+    """Check every AVAILABLE copy at site ``name``; returns (checked, found BAD).
+
+    A copy missing or different at the site is BAD; a site that cannot be reached raises
+    ``PortalError`` and marks nothing."""
     url = cfg.database_url
     where = site_ops.load(url, name)
     with connect_raw(url, autocommit=True) as conn:
@@ -22,13 +26,16 @@ def site(cfg: Settings, name: str) -> tuple[int, int]:
             "WHERE r.site = %s AND r.state = 'AVAILABLE' AND p.checksum IS NOT NULL",
             (name,),
         ).fetchall()
+    found: dict[str, str] = {}
+    by_algo: dict[str, list[str]] = {}
+    for _pid, path, expected, _pname in copies:
+        by_algo.setdefault(checksums.parse(expected)[0], []).append(path)
+    for algo, paths in by_algo.items():  # one command per batch; an unreachable site raises
+        for i in range(0, len(paths), BATCH):
+            found.update(where.checksums(paths[i : i + BATCH], algo))
     bad = 0
     for pid, path, expected, pname in copies:
-        algo, _ = checksums.parse(expected)
-        try:
-            got = where.checksum(path, algo)
-        except PortalError as exc:
-            got = f"unreadable ({exc})"
+        got = found.get(path, "nothing (missing or unreadable)")
         if got == expected:
             continue
         bad += 1
