@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from portal import requires
-from portal.apidoc import describe
+from portal.apidoc import Param, describe
 from portal.auth import tokens
 from portal.auth.identity import Identity
 from portal.db import engine as db_engine
@@ -115,6 +115,12 @@ def test_an_undescribed_blueprint_still_appears_with_the_generic_answer() -> Non
         """Poke one beam."""
         return flask.jsonify({})
 
+    @bp.get("/api/station/runs/<run_id>")
+    @requires("viewer")
+    @describe(params=[Param("run_id", {"type": "integer"}, where="path"), Param("full")])
+    def run(run_id: str) -> flask.Response:
+        return flask.jsonify({})
+
     @bp.get("/station/page")
     @requires("viewer")
     def page() -> str:
@@ -128,7 +134,16 @@ def test_an_undescribed_blueprint_still_appears_with_the_generic_answer() -> Non
 
     app.register_blueprint(bp)
     doc = openapi.document(app)
-    assert set(doc["paths"]) == {"/api/station/{beam}/{name}", "/station/described"}
+    assert set(doc["paths"]) == {
+        "/api/station/{beam}/{name}",
+        "/api/station/runs/{run_id}",
+        "/station/described",
+    }
+    run_params = doc["paths"]["/api/station/runs/{run_id}"]["get"]["parameters"]
+    assert [(p["name"], p["in"], p["schema"]["type"]) for p in run_params] == [
+        ("run_id", "path", "integer"),  # the description wins over the converter's string
+        ("full", "query", "string"),
+    ]
     op = doc["paths"]["/api/station/{beam}/{name}"]["post"]
     assert op["summary"] == "Poke one beam." and op["x-portal-role"] == "operator"
     assert {p["name"]: p["schema"]["type"] for p in op["parameters"]} == {

@@ -77,8 +77,10 @@ def operation(view: Any, method: str, path_params: list[dict[str, Any]]) -> dict
     desc = description_of(view) or Description()
     role = declared(view) or "undeclared"
     doc = (getattr(view, "__doc__", None) or "").strip()
-    named = {p["name"] for p in path_params}
-    params = path_params + [_param(p) for p in desc.params if p.name not in named]
+    described = {(p.where, p.name): _param(p) for p in desc.params}
+    # a described path parameter (e.g. an id as an integer) replaces the converter's guess
+    params = [described.pop(("path", p["name"]), p) for p in path_params]
+    params += [p for (where, _), p in described.items() if where != "path"]
     responses = {str(s): _response(s, r) for s, r in sorted(desc.responses.items())}
     if not any(s.startswith("2") or s.startswith("3") for s in responses):
         responses["200"] = _response(200, ANY_JSON)
