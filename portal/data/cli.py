@@ -377,10 +377,10 @@ def rule_ls() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def transfers_cmd(as_json: bool) -> None:
     """Queue, active copies with progress, throughput, ETA, failures by error class."""
-    from portal.data import transfer
+    from portal.data import queue
     from portal.data.accounting import human
 
-    snap = transfer.snapshot(_cfg().database_url)
+    snap = queue.snapshot(_cfg().database_url)
     if as_json:
         click.echo(json.dumps(snap, default=str))
         return
@@ -407,9 +407,9 @@ def transfers_cmd(as_json: bool) -> None:
 @click.argument("site")
 def retry_cmd(site: str) -> None:
     """Queue a site's FAILED transfers again (after fixing the site)."""
-    from portal.data import transfer
+    from portal.data import queue
 
-    n = transfer.requeue_site(_cfg().database_url, site)
+    n = queue.requeue_site(_cfg().database_url, site)
     _audit("data.transfer.retry", site, params={"requests": n})
     click.echo(f"{n} transfer(s) queued again for {site}")
 

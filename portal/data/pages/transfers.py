@@ -31,11 +31,11 @@ def layout(time_range: ql.TimeRange, **_: Any) -> html.Div:
 
 
 def _body() -> list[Any]:
-    from portal.data import transfer
+    from portal.data import queue as transfer_queue
     from portal.data.accounting import human
 
     try:
-        snap = transfer.snapshot(routes.settings().database_url)
+        snap = transfer_queue.snapshot(routes.settings().database_url)
     except PortalError as err:
         return [ql.unavailable(err)]
     eta = "–" if snap["eta_hours"] is None else f"{snap['eta_hours']:.1f} h"
