@@ -453,6 +453,13 @@ def test_a_dangerous_action_shows_its_dry_run_before_it_is_queued(
     run = runs.get(ops_cfg, run_id)
     assert run.action == "restart" and not run.dry_run and run.hosts == (f"cn{TAG}",)
     runs.cancel(ops_cfg, OPERATOR, run_id, "test: not needed")
+    # recover without hosts: the whole inventory, each host named (and so locked) in the run
+    whole = {**form, "ops-hosts.value": [], "ops-action.value": "recover", "params": {}}
+    answer = _post(
+        page_app, role_tokens["operator"], _body(page_app, "act", "ops-start.n_clicks", whole)
+    )
+    pending = answer.get_json()["response"]["ops-pending"]["data"]
+    assert pending["action"] == "recover" and set(TIER_HOSTS) | set(ROLL) <= set(pending["hosts"])
     view = _post(
         page_app,
         role_tokens["viewer"],

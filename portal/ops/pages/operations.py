@@ -252,7 +252,12 @@ def _pending_from_form(
     if not action:
         raise PortalError("choose an action")
     params = {i["name"]: v for i, v in zip(ids, values, strict=False) if v not in (None, "")}
-    return {"action": action, "hosts": list(hosts or []), "params": params, "reason": reason or ""}
+    chosen = list(hosts or [])
+    if action == "recover" and not chosen:  # the whole inventory, each host locked for it
+        from portal.ops.recover import default_hosts
+
+        chosen = default_hosts(_cfg())
+    return {"action": action, "hosts": chosen, "params": params, "reason": reason or ""}
 
 
 def _rollback_pending(run_id: int | None, reason: str | None) -> dict[str, Any]:
