@@ -600,7 +600,7 @@ def test_a_resumable_run_whose_owner_is_gone_is_queued_again_with_its_locks(
 
 
 def test_a_maintenance_window_ending_soon_is_announced_once(
-    ops_cfg: Settings, fleet: Fleet, worker: Worker
+    ops_cfg: Settings, fleet: Fleet, mon: Monitoring, worker: Worker
 ) -> None:
     host = NAMES[2]
     since = bus.last_id(ops_cfg.database_url)
@@ -614,9 +614,20 @@ def test_a_maintenance_window_ending_soon_is_announced_once(
         return [e for e in found if e.payload.get("host") == host]
 
     assert len(ending()) == 1 and ending()[0].payload["reason"] == "w"
+
+    def told() -> list[dict[str, Any]]:  # people are told through Alertmanager, unsilenced
+        resp = httpx.get(
+            f"{mon.am_url}/api/v2/alerts",
+            params={"filter": f'maintenance_host="{host}"'},
+            timeout=5,
+        )
+        return [a for a in resp.json() if a["labels"]["alertname"] == "MaintenanceEnding"]
+
+    assert [a["status"]["state"] for a in told()] == ["active"]
     off = runs.request(ops_cfg, OPERATOR, "maintenance", [host], {"mode": "off"}, "w done")
     assert finished(ops_cfg, off).state == "succeeded"
     assert len(ending()) == 1
+    assert process.wait_until(lambda: told() == [], 30)  # ended early: resolved
 
 
 def test_a_run_taken_over_is_neither_finished_nor_unlocked_by_its_old_owner(

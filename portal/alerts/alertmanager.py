@@ -174,3 +174,28 @@ def silence_state(url: str, silence_id: str, timeout: float = TIMEOUT_S) -> str 
 def list_silences(url: str, timeout: float = TIMEOUT_S) -> list[Silence]:
     """The active silences (the same as ``silences``; named for symmetry with create/expire)."""
     return silences(url, timeout)
+
+
+def post_alert(
+    url: str,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    ends_at: datetime,
+    timeout: float = TIMEOUT_S,
+) -> None:
+    """Send one alert straight to Alertmanager (for notices that no Prometheus rule sees, such
+    as a maintenance window ending); it resolves by itself at ``ends_at``."""
+    body = [
+        {
+            "labels": dict(labels),
+            "annotations": dict(annotations),
+            "startsAt": _iso(min(datetime.now(UTC), ends_at)),  # never after its end
+            "endsAt": _iso(ends_at),
+        }
+    ]
+    try:
+        resp = httpx.post(f"{url}/api/v2/alerts", json=body, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise BackendUnavailable(f"Alertmanager at {url} does not answer ({exc})") from None
+    if resp.status_code != 200:
+        raise BackendUnavailable(f"Alertmanager at {url} refused the alert ({resp.status_code})")

@@ -10,6 +10,7 @@ event ``ops.maintenance.expired``, audit entry).
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from portal.ops.tables import ops_maintenance
 from portal.settings import Settings
 from portal.timeparse import parse_duration, parse_time, stamp
 
+log = logging.getLogger(__name__)
 LONGEST = timedelta(days=31)
 WARN_BEFORE = timedelta(minutes=10)  # "ends soon" is announced this long before the end
 WORKER = Identity("ops-worker", "system", "operator")
@@ -46,6 +48,7 @@ class Window:
     silence_id: str
     previous_state: str
     run_id: int | None
+    warned: bool = False  # "ends soon" announced
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -83,6 +86,7 @@ def open_windows(cfg: Settings, host: str | None = None) -> list[Window]:
             t.c.silence_id,
             t.c.previous_state,
             t.c.run_id,
+            t.c.warned_at.is_not(None),
         )
         .where(t.c.ended_at.is_(None))
         .order_by(t.c.ends_at, t.c.host)
@@ -168,6 +172,8 @@ def _start(ctx: RunContext, host: str, until: datetime) -> None:
             )
         if current and current[0].silence_id:
             alertmanager.expire_silence(cfg.alertmanager_url, current[0].silence_id)
+        if current and current[0].warned:
+            notify_ending(cfg, current[0], ended=True)
         if declared != "maintenance":
             registry.set_host_state(cfg, host, "maintenance")
     ctx.after[host] = {
@@ -218,6 +224,8 @@ def _end(ctx: RunContext, host: str) -> None:
             step.note("dry run: state stays maintenance")
             return
         _close(cfg, window, ended_by=ctx.run.actor)
+        if window.warned:
+            notify_ending(cfg, window, ended=True)
     ctx.after[host] = {"state": window.previous_state, "maintenance_until": None}
     bus.publish(
         cfg.database_url,
@@ -239,6 +247,29 @@ def _close(cfg: Settings, window: Window, ended_by: str) -> bool:
     if done and _declared(cfg, window.host) == "maintenance":
         registry.set_host_state(cfg, window.host, window.previous_state)
     return bool(done)
+
+
+def notify_ending(cfg: Settings, window: Window, ended: bool = False) -> None:
+    """Tell people through Alertmanager (the route every alert takes), as alert
+    ``MaintenanceEnding``; labelled ``maintenance_host``, not ``host``, so the window's own
+    silence does not mute it. It resolves at the window's end (``ended``: now)."""
+    try:
+        alertmanager.post_alert(
+            cfg.alertmanager_url,
+            {
+                "alertname": "MaintenanceEnding",
+                "maintenance_host": window.host,
+                "severity": "warning",
+            },
+            {
+                "summary": f"Maintenance of {window.host} ends at {stamp(window.ends_at)}",
+                "description": f"Set by {window.actor}: {window.reason}. Extend it with "
+                f"`portal ops maintenance on {window.host} --until ...`, or let it end.",
+            },
+            datetime.now(UTC) if ended else window.ends_at,
+        )
+    except PortalError as exc:  # the event is the record; a notification is a courtesy
+        log.warning("maintenance of %s: Alertmanager not told (%s)", window.host, exc)
 
 
 def tick(cfg: Settings, now: datetime | None = None) -> list[str]:
@@ -296,4 +327,5 @@ def tick(cfg: Settings, now: datetime | None = None) -> list[str]:
                     },
                     source="ops",
                 )
+                notify_ending(cfg, window)
     return ended
