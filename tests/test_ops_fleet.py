@@ -5,6 +5,9 @@ Prometheus scraping their components, and the session's PostgreSQL (``tests/ops_
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -26,7 +29,7 @@ from portal.stack import process
 from portal.stack.configs import targets_dir
 from tests import ops_fixtures
 from tests import ops_fleet_fixtures as more
-from tests.conftest import run_portal
+from tests.conftest import portal_cmd, run_portal
 from tests.ops_fixtures import Fleet, Monitoring
 
 OPERATOR = Identity("tester", "user", "operator", "127.0.0.1", "req-fleet")
@@ -264,8 +267,24 @@ def test_recovery_killed_mid_way_resumes_and_finishes_in_tier_order(
     more.wake_delay(fleet, storage, 3)
     log = tmp_path / "worker.log"
     first = more.worker_process(ops_env, log)
+    before = {r.id for r in runs.history(ops_cfg, 100, action="recover")}
+    assert process.wait_until(lambda: runs.workers_alive(ops_cfg) > 0, 60), log.read_text()
+    # the CLI requests it and follows it with its bars across the kill and the resume
+    cli = subprocess.Popen(
+        portal_cmd("ops", "recover", *hosts, "--reason", "power back after the cut"),
+        env={**os.environ, **ops_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        run_id = runs.request(ops_cfg, OPERATOR, "recover", hosts, {}, "power back after cut")
+
+        def requested() -> list[int]:
+            found = runs.history(ops_cfg, 100, action="recover")
+            return [r.id for r in found if r.id not in before and not r.dry_run]
+
+        assert process.wait_until(lambda: bool(requested()), 60), log.read_text()
+        run_id = requested()[0]
 
         def storage_waking() -> bool:
             return any(
@@ -282,9 +301,18 @@ def test_recovery_killed_mid_way_resumes_and_finishes_in_tier_order(
     second = more.worker_process(ops_env, log)
     try:
         run = finished(ops_cfg, run_id)
+        out, err = cli.communicate(timeout=60)
     finally:
         process.stop(second.pid, timeout=30)
+        if cli.poll() is None:
+            cli.kill()
     assert run.state == "succeeded", (run, log.read_text())
+    assert cli.returncode == 0, out + err
+    assert out.index("tier database:") < out.index("tier storage:") < out.index("tier portal:")
+    assert f"run {run_id}: recovery of 5 hosts in 5 tiers" in out
+    for tier in ("database", "storage", "real-time", "batch", "portal"):
+        assert re.search(rf"^  {tier} +1/1 back", out, re.M), out
+    assert out.rstrip().endswith(f"run {run_id} succeeded"), out
     assert run.attempts == 2
     steps = _steps(ops_cfg, run_id)
     assert any(s.name == "resume" for s in steps)
