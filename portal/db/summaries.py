@@ -56,26 +56,42 @@ def table_ddl(table: str, key: By) -> str:
     )
 
 
-def _upsert(table: str, by: By, width: str, source: str) -> str:
-    """Add the aggregates of ``source`` rows to ``table`` (sorted: concurrent writers lock
-    summary rows in one order and cannot deadlock)."""
+ON_CONFLICT = (
+    "ON CONFLICT (bucket, {by}) DO UPDATE SET n = s.n + excluded.n, "
+    "duration_s = s.duration_s + excluded.duration_s, "
+    "data_bytes = s.data_bytes + excluded.data_bytes, "
+    "rfi_sum = s.rfi_sum + excluded.rfi_sum, rfi_n = s.rfi_n + excluded.rfi_n, "
+    "max_dm = greatest(s.max_dm, excluded.max_dm), "
+    "n_candidates = s.n_candidates + excluded.n_candidates"
+)
+#: Hourly aggregates summed into days.
+MERGED = (
+    "sum(n) AS n, sum(duration_s) AS duration_s, sum(data_bytes)::bigint AS data_bytes, "
+    "sum(rfi_sum) AS rfi_sum, sum(rfi_n)::bigint AS rfi_n, max(max_dm) AS max_dm, "
+    "sum(n_candidates)::bigint AS n_candidates"
+)
+
+
+def _upsert(by: By, source: str) -> str:
+    """One statement: ``source`` rows aggregated by hour once, added to the hourly table, and
+    those hours summed into the daily one. Sorted, so concurrent writers lock summary rows in
+    one order and cannot deadlock."""
+    hourly, daily = TABLES[(by, "hour")], TABLES[(by, "day")]
     return (
-        f"INSERT INTO {table} AS s (bucket, {by}, {COLUMNS}) "
-        f"SELECT date_trunc('{width}', time, 'UTC') AS bucket, {key_sql(by)} AS {by}, "
-        f"{RAW_AGGREGATES} FROM {source} GROUP BY 1, 2 ORDER BY 1, 2 "
-        f"ON CONFLICT (bucket, {by}) DO UPDATE SET n = s.n + excluded.n, "
-        "duration_s = s.duration_s + excluded.duration_s, "
-        "data_bytes = s.data_bytes + excluded.data_bytes, "
-        "rfi_sum = s.rfi_sum + excluded.rfi_sum, rfi_n = s.rfi_n + excluded.rfi_n, "
-        "max_dm = greatest(s.max_dm, excluded.max_dm), "
-        "n_candidates = s.n_candidates + excluded.n_candidates"
+        f"WITH h AS (SELECT date_trunc('hour', time, 'UTC') AS bucket, {key_sql(by)} AS {by}, "
+        f"{RAW_AGGREGATES} FROM {source} GROUP BY 1, 2), "
+        f"hourly AS (INSERT INTO {hourly} AS s (bucket, {by}, {COLUMNS}) "
+        f"SELECT * FROM h ORDER BY 1, 2 {ON_CONFLICT.format(by=by)}) "
+        f"INSERT INTO {daily} AS s (bucket, {by}, {COLUMNS}) "
+        f"SELECT date_trunc('day', bucket, 'UTC'), {by}, {MERGED} FROM h GROUP BY 1, 2 "
+        f"ORDER BY 1, 2 {ON_CONFLICT.format(by=by)}"
     )
 
 
 def plain_ddl() -> list[str]:
     """Summary tables, the trigger that keeps them, and a backfill of the rows stored so far."""
     statements = [table_ddl(t, by) for (by, _), t in TABLES.items()]
-    body = ";\n".join(_upsert(t, by, width, "new_pointings") for (by, width), t in TABLES.items())
+    body = ";\n".join(_upsert(by, "new_pointings") for by in ("beam", "region"))
     statements += [
         "CREATE FUNCTION pointings_summarise() RETURNS trigger LANGUAGE plpgsql AS $$\n"
         f"BEGIN\n{body};\nRETURN NULL;\nEND $$",
@@ -83,7 +99,7 @@ def plain_ddl() -> list[str]:
         "REFERENCING NEW TABLE AS new_pointings "
         "FOR EACH STATEMENT EXECUTE FUNCTION pointings_summarise()",
     ]
-    statements += [_upsert(t, by, width, "pointings") for (by, width), t in TABLES.items()]
+    statements += [_upsert(by, "pointings") for by in ("beam", "region")]
     return statements
 
 
