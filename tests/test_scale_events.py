@@ -135,7 +135,7 @@ def fresh_url(pg_server: str) -> Iterator[str]:
     db_engine.drop_database(url)
 
 
-def test_migration_keeps_stored_events_partitions_by_day_and_drops_old_days(
+def test_migration_keeps_stored_rows_partitions_events_by_day_and_drops_old_days(
     fresh_url: str,
 ) -> None:
     migrate.upgrade(fresh_url, "0006")
@@ -144,9 +144,16 @@ def test_migration_keeps_stored_events_partitions_by_day_and_drops_old_days(
         conn.execute("INSERT INTO events (time, topic) VALUES (%s, 'ancient')", (old,))
         conn.execute("INSERT INTO events (topic) VALUES ('recent')")
         before = conn.execute("SELECT id, topic FROM events ORDER BY id").fetchall()
+        conn.execute(
+            "INSERT INTO pointings (time, beam, ra_deg, dec_deg, duration_s) "
+            "VALUES (now(), 7, 10, 20, 600)"
+        )
     migrate.upgrade(fresh_url)
     with psycopg.connect(db_engine.libpq_dsn(fresh_url)) as conn:
         assert conn.execute("SELECT id, topic FROM events ORDER BY id").fetchall() == before
+        # pointings stored before the summaries existed are in them
+        summed = conn.execute("SELECT beam, n FROM pointing_beam_daily").fetchall()
+        assert summed == [(7, 1)]
         kind = conn.execute("SELECT relkind FROM pg_class WHERE relname = 'events'").fetchone()
         assert kind == ("p",)  # partitioned
     new = events.publish(fresh_url, "after")
