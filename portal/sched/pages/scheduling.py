@@ -30,6 +30,11 @@ def layout(time_range: ql.TimeRange, **_: Any) -> html.Div:
     )
 
 
+def _plain(text: str) -> html.P:
+    """A state of the setup, not a failure: no warning banner (an unreachable Slurm gets one)."""
+    return html.P(text, id="sched-no-slurm", className="portal-empty")
+
+
 def _capacity() -> Any:
     from portal.sched import capacity, localslurm
     from portal.sched.options import options, slurm_conf
@@ -39,12 +44,12 @@ def _capacity() -> Any:
     opts = options(cfg)
     conf = slurm_conf(cfg)
     if conf is None and localslurm.missing() is not None:
-        return ql.notice(
+        return _plain(
             "running without Slurm: slurm-wlm is not installed here, so nothing is submitted; "
             "the queue below still fills (apt-get install -y slurm-wlm munge, then make run)"
         )
     if conf is None and not Path("/etc/slurm/slurm.conf").exists():
-        return ql.notice(
+        return _plain(
             "no Slurm cluster configured: set PORTAL_SCHED_SLURM_CONF to the site's slurm.conf "
             "(make run starts a local one); the queue below still fills"
         )
