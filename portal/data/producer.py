@@ -74,7 +74,20 @@ def _text(record: Mapping[str, Any], key: str, required: bool = True, default: s
         raise PortalError(f"{key} must be text, not {type(value).__name__}")
     if len(value) > MAX_TEXT or "\x00" in value:
         raise PortalError(f"{key} must be at most {MAX_TEXT} characters without NUL")
+    if not value.isascii() and not storable_text(value):
+        raise PortalError(f"{key} is not valid Unicode text")
     return value
+
+
+def storable_text(value: str) -> bool:
+    """False for text PostgreSQL cannot store (a NUL, or a lone surrogate from JSON)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _number(
@@ -108,7 +121,10 @@ def _time(record: Mapping[str, Any], key: str, required: bool = False) -> dateti
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise PortalError(f"{key} {value!r} is not a time in epoch seconds") from None
     if not isinstance(value, str):
         raise PortalError(f"{key} must be an ISO time or epoch seconds")
     return parse_time(value, key)
@@ -122,9 +138,12 @@ def _json(record: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, dict):
         raise PortalError(f"{key} must be a JSON object")
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise PortalError(f"{key} is not storable JSON: {exc}") from None
+    if "\\u0000" in text or not storable_text(text):  # jsonb refuses both
+        raise PortalError(f"{key} holds a NUL or a lone surrogate, which cannot be stored")
+    return text
 
 
 _KNOWN = frozenset(PRODUCT_COLUMNS) | {"id"}
@@ -224,6 +243,8 @@ def rows_of(
     """Every record converted, or one error naming the first bad one by its position."""
     out = []
     for i, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise PortalError(f"{what} {i}: must be a JSON object")
         try:
             out.append(convert(record))
         except PortalError as exc:
