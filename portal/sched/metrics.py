@@ -40,8 +40,12 @@ class Forecast:
         return (
             f"{self.open_items} items ({self.open_pointing_days:g} pointing-days) open; at "
             f"{self.done_per_hour:.1f} items/h ({self.pointing_days_per_hour:.2f} "
-            f"pointing-days/h) the backlog catches up in {self.hours:.1f} h"
+            f"pointing-days/h) the backlog catches up in {_span(self.hours)}"
         )
+
+
+def _span(hours: float) -> str:
+    return f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
 
 
 def forecast(
