@@ -250,3 +250,25 @@ def test_evaluator_component_queues_copies_and_pushes_its_gauges(
         assert process.wait_until(pushed, 60), process.tail(tmp_path / "evaluate.log")
     finally:
         process.stop(pid, timeout=10)
+
+
+def test_a_new_product_for_a_rule_complete_long_ago_is_not_stuck(
+    cfg: Settings, sshd: Any, tmp_path: Path
+) -> None:
+    t, files, site = _setup(cfg, sshd, tmp_path, 1, 100)
+    rules.evaluate(cfg)
+    _drain(transfer.Worker(cfg), site.name)
+    assert {s.name: s.state for s in rules.evaluate(cfg)}[f"rule-{t}"] == "OK"
+    with connect_raw(cfg.database_url) as conn:  # complete since two days
+        conn.execute(
+            "UPDATE replication_rules SET progress_at = now() - interval '2 days' WHERE name = %s",
+            (f"rule-{t}",),
+        )
+    assert {s.name: s.state for s in rules.evaluate(cfg)}[f"rule-{t}"] == "OK"  # a pass, complete
+    (new,) = make_files(tmp_path / "later", 1, 100)
+    catalog.store_products(
+        cfg.database_url, rows(product_records([new], "hhat_monthly", f"m-{t}-2", {"t": t}))
+    )
+    late = with_data(cfg, stuck_after=3600.0)
+    state = {s.name: s for s in rules.evaluate(late)}[f"rule-{t}"]
+    assert (state.state, state.done, state.total) == ("REPLICATING", 1, 2)

@@ -2,9 +2,9 @@
 
 A rule says "every product of kind K whose metadata contains S has a verified copy at site X".
 Each pass queues a transfer for every matching product without a copy there, counts how many
-have one, and sets the rule's state: OK (all), REPLICATING, STUCK (completion has not moved for
-``PORTAL_DATA_STUCK_AFTER``; the event and the metric carry the failing files' last error) or
-SUSPENDED (by an operator). The pass also carries out deletions whose veto window ended.
+have one, and sets the rule's state: OK (all), REPLICATING, STUCK (no copy gained for
+``PORTAL_DATA_STUCK_AFTER`` since it was last complete; the event and the metric carry the
+failing files' last error) or SUSPENDED (by an operator).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def evaluate(cfg: Settings) -> list[RuleState]:
                 (rule_id, site),
             ).fetchone()
             last_error = error[0] if error else None
-            if done != old_done:
+            if done != old_done or done >= total:  # the clock runs only while copies lack
                 conn.execute(
                     "UPDATE replication_rules SET progress_at = now() WHERE id = %s", (rule_id,)
                 )
