@@ -27,7 +27,7 @@ SITE = "computecanada-demo"
 RULE = "hhat-monthly-to-computecanada"
 SSHD = "/usr/sbin/sshd"
 SKY_POSITIONS = 4
-STACK_BYTES = 256 * 1024
+STACK_BYTES = 64 * 1024  # small: the demo runs for days; 4 stacks a minute, 0.4 GB a day
 
 
 def missing() -> str:
