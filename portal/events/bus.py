@@ -26,10 +26,12 @@ from portal.db.engine import connect_raw
 from portal.errors import DatabaseUnavailable, PortalError
 
 CHANNEL = "portal_events"
-#: Many events in one statement (one transaction), ids in the order of the arrays.
+#: Many events in one statement (one transaction), inserted in the order of the arrays, so their
+#: ids (a counter within the transaction) ascend in that order.
 _INSERT = (
     "INSERT INTO events (topic, source, payload) "
-    "SELECT * FROM unnest(%s::text[], %s::text[], %s::jsonb[]) RETURNING id"
+    "SELECT t, s, p FROM unnest(%s::text[], %s::text[], %s::jsonb[]) WITH ORDINALITY "
+    "AS u(t, s, p, n) ORDER BY n RETURNING id"
 )
 #: While events wait behind an older transaction (whose end sends no NOTIFY), look again after
 #: this long, doubling up to ``PENDING_POLL_MAX_S`` while they keep waiting.
@@ -93,7 +95,7 @@ def _store(conn: psycopg.Connection, rows: list[tuple[str, str, str]]) -> list[i
     """
     topics = [r[0] for r in rows]
     columns = (topics, [r[1] for r in rows], [r[2] for r in rows])
-    ids = [int(r[0]) for r in conn.execute(_INSERT, columns).fetchall()]
+    ids = sorted(int(r[0]) for r in conn.execute(_INSERT, columns).fetchall())
     for topic in dict.fromkeys(topics):  # one wake-up per topic, not per event
         conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, topic))
     return ids
