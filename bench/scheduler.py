@@ -99,7 +99,7 @@ def _makespan(jobs: list[Job], wall0: float) -> float:
 
 
 def plain_sbatch(slurm: Slurm, n: int, seconds: float) -> tuple[float, Probe]:
-    """Submit all ``n`` at once; (makespan, real-time delay)."""
+    """Submit all ``n`` at once; (makespan, the real-time probe)."""
     wall0 = time.time()
     ids = {
         slurm.submit(f"plain-{i}", f"sleep {seconds}", localslurm.BATCH, 1, 64) for i in range(n)
@@ -121,8 +121,8 @@ def plain_sbatch(slurm: Slurm, n: int, seconds: float) -> tuple[float, Probe]:
 
 def scheduled(
     cfg: settings.Settings, slurm: Slurm, n: int, seconds: float, max_pending: int
-) -> tuple[float, float]:
-    """Enqueue ``n`` items and let the scheduler run them; (makespan, real-time delay)."""
+) -> tuple[float, Probe]:
+    """Enqueue ``n`` items and let the scheduler run them; (makespan, the real-time probe)."""
     opts = dataclasses.replace(
         options(cfg),
         poll_seconds=0.2,

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -15,7 +16,7 @@ from portal import plugins
 from portal.db import engine as db_engine
 from portal.db import migrate
 from portal.sched import localslurm
-from portal.sched.options import options
+from portal.sched.options import Options, options
 from portal.sched.slurm import Slurm
 from portal.settings import Settings
 from portal.stack import process
@@ -89,7 +90,7 @@ def clean(env: SlurmEnv) -> None:
         conn.execute(sa.text("TRUNCATE sched_work, sched_decisions"))
 
 
-def opts(env: SlurmEnv, **changes: object):  # type: ignore[no-untyped-def]
+def opts(env: SlurmEnv, **changes: Any) -> Options:
     """Scheduler options for tests: no cooldown or window unless a test sets them."""
     import dataclasses
 

@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from portal.sched import metrics
 from portal.sched import work as queue
 from portal.sched.localslurm import BATCH, REALTIME
 from portal.sched.scheduler import Scheduler, Step
+from portal.sched.slurm import Job
 from portal.stack import process
 from tests.conftest import REPO
 from tests.sched_fixtures import SHAPE, SlurmEnv, clean, opts, sched_env  # noqa: F401
@@ -31,7 +32,7 @@ def env(sched_env: SlurmEnv) -> Iterator[SlurmEnv]:  # noqa: F811
     clean(sched_env)
 
 
-def _until(sched: Scheduler, done, timeout: float = 60) -> Step:  # type: ignore[no-untyped-def]
+def _until(sched: Scheduler, done: Callable[[Step], object], timeout: float = 60) -> Step:
     """Poll like the component does until ``done(step)``; the last step."""
     last: list[Step] = []
 
@@ -43,7 +44,7 @@ def _until(sched: Scheduler, done, timeout: float = 60) -> Step:  # type: ignore
     return last[-1]
 
 
-def _ours(env: SlurmEnv, state: str) -> list:  # type: ignore[type-arg]
+def _ours(env: SlurmEnv, state: str) -> list[Job]:
     """Jobs of this test's work items in ``state`` (Slurm still lists earlier tests' jobs)."""
     ids = {i.id for i in queue.items(env.cfg)}
     return [j for j in env.slurm.jobs() if j.work_id in ids and j.state == state]
@@ -276,7 +277,8 @@ def test_kill_9_and_restart_submits_each_item_once(env: SlurmEnv) -> None:
     jobs = [j for j in env.slurm.jobs() if j.work_id in ids]
     per_item: dict[int, int] = {}
     for j in jobs:
-        per_item[j.work_id] = per_item.get(j.work_id, 0) + 1  # type: ignore[index]
+        assert j.work_id is not None
+        per_item[j.work_id] = per_item.get(j.work_id, 0) + 1
     assert sorted(per_item.values()) == [1] * len(keys), per_item  # no double submission
     assert all(j.state == "COMPLETED" for j in jobs)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -22,7 +23,7 @@ def env(sched_env: SlurmEnv) -> Iterator[SlurmEnv]:  # noqa: F811
     clean(sched_env)
 
 
-def _portal(env: SlurmEnv, *args: str):  # type: ignore[no-untyped-def]
+def _portal(env: SlurmEnv, *args: str) -> subprocess.CompletedProcess[str]:
     return run_portal(
         *args,
         env={
