@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -22,6 +22,7 @@ from portal.db.tables import api_tokens
 from portal.errors import PortalError
 
 PREFIX = "obs_"
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -144,19 +145,23 @@ def list_tokens(database_url: str) -> list[Token]:
 
 
 def verify(database_url: str, raw: str) -> Token | None:
-    """The active token with this secret, or None; notes when it was last used."""
+    """The active token with this secret, or None; notes when it was last used, at most once a
+    minute so that a busy machine client does not write on every request."""
     now = datetime.now(UTC)
     with get_engine(database_url).begin() as conn:
         row = conn.execute(
-            sa.update(api_tokens)
-            .where(
+            sa.select(api_tokens).where(
                 api_tokens.c.token_hash == digest(raw),
                 api_tokens.c.revoked_at.is_(None),
                 sa.or_(api_tokens.c.expires_at.is_(None), api_tokens.c.expires_at > now),
             )
-            .values(last_used_at=now)
-            .returning(*api_tokens.c)
         ).first()
+        if row is not None and (
+            row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION
+        ):
+            conn.execute(
+                sa.update(api_tokens).where(api_tokens.c.name == row.name).values(last_used_at=now)
+            )
     if row is None:
         return None
     return Token(
