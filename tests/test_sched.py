@@ -12,16 +12,18 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
+from portal.readiness import http_ready
 from portal.sched import metrics
 from portal.sched import work as queue
 from portal.sched.localslurm import BATCH, REALTIME
 from portal.sched.scheduler import Scheduler, Step
 from portal.sched.slurm import Job
 from portal.stack import process
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 from tests.sched_fixtures import SHAPE, SlurmEnv, clean, opts, sched_env  # noqa: F401
 
 
@@ -174,6 +176,24 @@ def test_stuck_pending_job_raises_the_alert_with_slurms_reason(
     assert f'reason="{stuck.reason}"' in line and 'state="pending"' in line
     decision = next(d for d in queue.recent_decisions(env.cfg, 10) if d.decision == "stuck")
     assert stuck.reason in decision.reason
+    # what the component does each poll: push to a real Pushgateway, which Prometheus scrapes
+    port = free_port()
+    gateway = process.spawn(
+        ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}"],
+        tmp_path / "pushgateway.log",
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        assert process.wait_until(lambda: http_ready(url), 20), process.tail(
+            tmp_path / "pushgateway.log"
+        )
+        metrics.push(env.cfg.replace(pushgateway_url=url), step)
+        scraped = httpx.get(f"{url}/metrics", timeout=10).text
+    finally:
+        assert process.stop(gateway)
+    pushed = [ln for ln in scraped.splitlines() if ln.startswith("obs_sched_job_stuck_seconds{")]
+    assert len(pushed) == 1 and f'reason="{stuck.reason}"' in pushed[0]
+    assert 'job="obs-sched"' in pushed[0]
     # the real metric through the shipped rule: promtool says the alert fires with the reason
     series = line.split(" ")[0]
     test = {
