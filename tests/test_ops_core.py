@@ -432,7 +432,8 @@ def test_roles_viewer_gets_403_and_operator_may_act(ops_cfg: Settings, fleet: Fl
     assert got.status_code == 200 and len(got.get_json()["steps"]) == 3
     bad = client.post("/api/ops/runs", json={**body, "hosts": ["a;b"]}, headers=as_operator)
     assert bad.status_code == 400 and "invalid" in bad.get_json()["error"]
-    assert client.get("/api/ops/runs/nope", headers=as_viewer).status_code == 404
+    for odd in ("nope", "\u00b3", "99999999999999999999"):  # a superscript digit, an overflow
+        assert client.get(f"/api/ops/runs/{odd}", headers=as_viewer).status_code == 404, odd
     assert client.get("/api/ops/maintenance", headers=as_viewer).status_code == 200
 
 

@@ -45,7 +45,7 @@ def _fail(exc: PortalError) -> flask.Response:
 
 def _run_id(raw: str) -> int:
     """A run id from the path: a positive whole number, else one clear error."""
-    if not raw.isdigit() or not 0 < int(raw) < 2**63:
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
         raise PortalError(f"run id {raw[:40]!r} is not a positive whole number")
     return int(raw)
 

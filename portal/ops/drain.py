@@ -58,7 +58,9 @@ def real_time(cfg: Settings, host: str) -> list[dict[str, Any]]:
         rows = list(conn.execute(query))
     out = []
     for name, labels, desired in rows:
-        beams = [int(b) for b in (labels or {}).get("beams", []) if str(b).isdigit()]
+        beams = [
+            int(b) for b in (labels or {}).get("beams", []) if str(b).isascii() and str(b).isdigit()
+        ]
         out.append(
             {
                 "name": name,

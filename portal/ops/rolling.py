@@ -41,11 +41,11 @@ def batch_size(batch: str, hosts: int) -> int:
     """Hosts per batch: ``""`` or ``1`` one at a time, ``N``, or ``P%`` of them (at least 1)."""
     text = (batch or "1").strip()
     if text.endswith("%"):
-        percent = int(text[:-1]) if text[:-1].isdigit() else 0
+        percent = int(text[:-1]) if text[:-1].isascii() and text[:-1].isdigit() else 0
         if not 1 <= percent <= 100:
             raise PortalError(f"batch {batch!r}: a percentage must be 1% to 100%")
         return max(1, math.ceil(hosts * percent / 100))
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise PortalError(f"batch {batch!r} must be 1, a number of hosts or a percentage (25%)")
     return int(text)
 
