@@ -356,8 +356,7 @@ class Settings:
         "90",
         _int(1, 36500),
         "Days of events kept: older daily partitions are dropped whole by partition "
-        "maintenance (pg_partman or TimescaleDB), with the value in force when the database "
-        "was migrated to revision 0007.",
+        "maintenance (`portal db maintain`, and daily in `portal run`).",
     )
     log_sources: str = _setting(
         "",

@@ -70,11 +70,13 @@ def test_maintenance_creates_backfill_partitions_and_applies_retention(database_
     eng = db_engine.get_engine(database_url)
     day = dt.date.today() - dt.timedelta(days=20)
     with eng.begin() as conn:
-        assert timeseries.ensure_partitions(conn, "pointings", day, day) == 1
+        for table in ("pointings", "events"):
+            assert timeseries.ensure_partitions(conn, table, day, day) == 1
     assert f"pointings_p{day:%Y_%m_%d}" in migrate.status(database_url).partitions["pointings"]
-    migrate.maintain(database_url, {"pointings": 10}, premake_days=7)
+    migrate.maintain(database_url, {"pointings": 10, "events": 10}, premake_days=7)
+    for table in ("pointings", "events"):  # older than retention: dropped
+        assert f"{table}_p{day:%Y_%m_%d}" not in migrate.status(database_url).partitions[table]
     names = migrate.status(database_url).partitions["pointings"]
-    assert f"pointings_p{day:%Y_%m_%d}" not in names  # older than retention: dropped
     ahead = dt.date.today() + dt.timedelta(days=7)
     assert f"pointings_p{ahead:%Y_%m_%d}" in names
     migrate.maintain(database_url, {"pointings": 400}, premake_days=7)

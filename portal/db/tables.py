@@ -203,6 +203,7 @@ TIMESERIES: dict[str, str] = {
     "pointings": "pointings_retention_days",
     "beam_events": "pointings_retention_days",
     "audit_log": "audit_retention_days",  # append-only: retention drops partitions, never DELETE
+    "events": "events_retention_days",
 }
 
 #: The columns that make a row unique, so that replaying a spool never duplicates. Tables in
