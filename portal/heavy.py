@@ -22,9 +22,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-import psycopg
-import sqlalchemy as sa
-
 from portal.errors import PortalError
 from portal.settings import Setting
 
@@ -88,7 +85,21 @@ _watched: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
 )
 
 
-@sa.event.listens_for(sa.pool.Pool, "checkout")
+_listen_lock = threading.Lock()
+_listening = False
+
+
+def _listen() -> None:
+    """Watch pooled checkouts from the first guard on (the CLI must not import SQLAlchemy)."""
+    global _listening
+    with _listen_lock:
+        if not _listening:
+            import sqlalchemy as sa
+
+            sa.event.listen(sa.pool.Pool, "checkout", _checked_out)
+            _listening = True
+
+
 def _checked_out(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
     """Every pooled connection a guarded request checks out can be cancelled by its watcher."""
     conns = _watched.get()
@@ -110,6 +121,8 @@ def client_gone(sock: socket.socket) -> bool:
 
 
 def _watch(sock: socket.socket, conns: list[Any], done: threading.Event) -> None:
+    import psycopg
+
     while not done.wait(POLL_S):
         if client_gone(sock):
             for conn in list(conns):
@@ -130,6 +143,7 @@ class Guard:
     """
 
     def __init__(self, data_dir: Path, who: str, slots: int, environ: dict[str, Any]) -> None:
+        _listen()
         self._slot: IO[bytes] | None = _take(data_dir / "run" / "heavy", who, slots)
         self._done = threading.Event()
         self._conns: list[Any] = []
