@@ -397,7 +397,8 @@ def transfers_cmd(as_json: bool) -> None:
     eta = f"{snap['eta_hours']:.1f} h" if snap["eta_hours"] is not None else "-"
     days = f"{snap['backlog_days']:.2f}" if snap["backlog_days"] is not None else "-"
     click.echo(
-        f"throughput {snap['throughput_mb_s']:.1f} MB/s, backlog {human(snap['backlog_bytes'])}, "
+        f"throughput {human(snap['throughput_mb_s'] * 1e6)}/s, "
+        f"backlog {human(snap['backlog_bytes'])}, "
         f"ETA {eta}, {days} day(s) of production"
     )
 

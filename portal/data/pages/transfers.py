@@ -60,7 +60,7 @@ def _body() -> list[Any]:
     )
     return [
         html.P(
-            f"Throughput {snap['throughput_mb_s']:.1f} MB/s over the last hour; backlog "
+            f"Throughput {human(snap['throughput_mb_s'] * 1e6)}/s over the last hour; backlog "
             f"{human(snap['backlog_bytes'])}, ETA {eta}, {days} day(s) of production.",
             id="transfers-summary",
         ),
