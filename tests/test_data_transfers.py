@@ -272,3 +272,23 @@ def test_a_new_product_for_a_rule_complete_long_ago_is_not_stuck(
     late = with_data(cfg, stuck_after=3600.0)
     state = {s.name: s for s in rules.evaluate(late)}[f"rule-{t}"]
     assert (state.state, state.done, state.total) == ("REPLICATING", 1, 2)
+
+
+def test_a_mounted_archive_site_is_copied_to_and_verified(cfg: Settings, tmp_path: Path) -> None:
+    from portal.data import sites
+
+    t = tag()
+    files = make_files(tmp_path / "src", 3, 2000)
+    catalog.store_products(
+        cfg.database_url, rows(product_records(files, "hhat_monthly", f"f-{t}", {"t": t}))
+    )
+    site = sites.Site(f"mounted-{t}", f"file://{tmp_path / 'archive'}")
+    sites.save(cfg.database_url, site)
+    rules.add(cfg.database_url, f"f-{t}", "hhat_monthly", site.name, {"t": t}, 86400)
+    rules.evaluate(cfg)
+    _drain(transfer.Worker(cfg), site.name)
+    got = _replicas(cfg.database_url, site.name)
+    assert [r[1] for r in got] == ["AVAILABLE"] * 3
+    assert all(
+        Path(r[2]).read_bytes() == (tmp_path / "src" / Path(r[0]).name).read_bytes() for r in got
+    )
