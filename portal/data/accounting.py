@@ -1,8 +1,9 @@
 """Storage accounting from the catalog: bytes by kind, site and day; budgets; days until full.
 
 A site's bytes are its origin copies (products made there, not deleted) plus the replicas held
-there (AVAILABLE, COPYING, BEING_DELETED). The current rate is the bytes that arrived within
-``PORTAL_DATA_RATE_WINDOW``, per day; days until full is free space over that rate.
+there (AVAILABLE, BAD, BEING_DELETED; copies still being made are not counted yet). The current
+rate is the bytes that arrived within ``PORTAL_DATA_RATE_WINDOW``, per day; days until full is
+free space over that rate.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ _COPIES = """
     SELECT p.kind, r.site, coalesce(r.size_bytes, p.size_bytes),
       coalesce(r.verified_at, r.requested_at)
       FROM replicas r JOIN data_products p ON p.id = r.product_id
-      WHERE r.state IN ('AVAILABLE', 'COPYING', 'BEING_DELETED')
+      WHERE r.state IN ('AVAILABLE', 'BAD', 'BEING_DELETED')
 """
 
 
@@ -109,6 +110,13 @@ def budgets(cfg: Settings) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def days_text(days: float | None) -> str:
+    """``12.3`` days, ``more than 10 years``, or ``–`` when nothing arrives."""
+    if days is None:
+        return "–"
+    return "more than 10 years" if days > 3650 else f"{days:.1f}"
 
 
 def human(n: float | None) -> str:

@@ -486,7 +486,9 @@ def storage_cmd(days: int) -> None:
             f"{acc.human(b['budget_bytes'])}{unit} ({ratio})"
         )
     for f in acc.forecast(cfg):
-        days_left = f"{f.days_until_full:.1f} days" if f.days_until_full is not None else "-"
+        days_left = acc.days_text(f.days_until_full) + (
+            " days" if f.days_until_full is not None and f.days_until_full <= 3650 else ""
+        )
         click.echo(
             f"site {f.site:16} used {acc.human(f.used_bytes)} of {acc.human(f.capacity_bytes)}, "
             f"{acc.human(f.rate_bytes_per_day)}/day, full in {days_left}"

@@ -2,9 +2,10 @@
 and whether the monthly and cumulative stacks include the newest daily stack.
 
 A position is the product's ``metadata.sky``, else its beam (``beamNNNN``), else the last part
-of its name. A missing day is explained from the pointings of that beam: ``no data`` (none
-recorded), ``RFI`` (mean masked fraction above ``RFI_LIMIT``), ``pending`` (the day is not
-over long enough ago for its stack to be due), else ``failed job`` (data was there, no stack).
+of its name; days before its first daily stack are not missing. A missing day is explained
+from the pointings of that beam: ``no data`` (none recorded), ``RFI`` (mean masked fraction
+above ``RFI_LIMIT``), ``pending`` (the day is not over long enough ago for its stack to be
+due), else ``failed job`` (data was there, no stack).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Position:
     sky: str
     present: list[date] = field(default_factory=list)
     missing: dict[date, str] = field(default_factory=dict)  # day -> no data | RFI | ...
+    first_daily: date | None = None  # days before it are not missing: the position is new
     newest_daily: date | None = None
     monthly_until: datetime | None = None
     cumulative_until: datetime | None = None
@@ -74,6 +76,7 @@ def coverage(
             if kind == "hhat_daily" and start is not None:
                 day = start.astimezone(UTC).date()
                 pos.newest_daily = max(pos.newest_daily or day, day)
+                pos.first_daily = min(pos.first_daily or day, day)
                 if day >= first:
                     pos.present.append(day)
             elif kind == "hhat_monthly" and end is not None:
@@ -94,13 +97,13 @@ def coverage(
         have = set(pos.present)
         beam = _beam(pos.sky)
         for day in wanted:
-            if day in have:
+            if day in have or pos.first_daily is None or day < pos.first_daily:
                 continue
             due = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
             if now < due + DUE_AFTER:
                 pos.missing[day] = "pending"
             elif beam is None:
-                pos.missing[day] = "unknown (no beam to look up)"
+                pos.missing[day] = "not explained (no beam)"
             elif (beam, day) not in seen:
                 pos.missing[day] = "no data"
             elif (seen[(beam, day)] or 0.0) > RFI_LIMIT:
@@ -113,6 +116,8 @@ def coverage(
 def summary(pos: Position) -> str:
     """``3 missing: 12-01 no data, 12-02 RFI`` (or ``complete``)."""
     gaps = {d: why for d, why in pos.missing.items() if why != "pending"}
+    if pos.first_daily is None:
+        return "no daily stacks"
     if not gaps:
         return "complete"
     return f"{len(gaps)} missing: " + ", ".join(f"{d:%m-%d} {why}" for d, why in gaps.items())

@@ -56,7 +56,7 @@ def _forecast() -> Any:
             "used": acc.human(f.used_bytes),
             "capacity": acc.human(f.capacity_bytes),
             "rate / day": acc.human(f.rate_bytes_per_day),
-            "days until full": "–" if f.days_until_full is None else f"{f.days_until_full:.1f}",
+            "days until full": acc.days_text(f.days_until_full),
         }
         for f in acc.forecast(routes.settings())
     ]
@@ -70,7 +70,8 @@ def _arrivals(tr: ql.TimeRange) -> Any:
     df = pd.DataFrame(acc.bytes_by(routes.settings().database_url, days))
     if df.empty:
         return html.P("no products arrived in this time range", className="portal-empty")
-    return px.bar(df, x="day", y="bytes", color="kind", facet_row="site", title="Bytes arrived")
+    fig = px.bar(df, x="day", y="bytes", color="kind", facet_row="site", title="Bytes arrived")
+    return fig.update_xaxes(type="category")  # one bar per day, however few days
 
 
 def _budgets() -> Any:
