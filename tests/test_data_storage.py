@@ -163,6 +163,7 @@ def test_site_checksums_use_openssl_or_fall_back_to_coreutils(
 
 def test_retention_proposes_old_copies_that_may_go_once(cfg: Settings) -> None:
     from portal.data import retention
+    from portal.data.settings import parse_policies
 
     t = tag()
     origin = f"ret-{t}"
@@ -200,4 +201,4 @@ def test_retention_proposes_old_copies_that_may_go_once(cfg: Settings) -> None:
     assert retention.apply(policy) == 0  # a vetoed copy is not proposed again
     assert _audit(cfg.database_url, f"ret-{t}/2@{origin}") == []  # skipped, not refused
     with pytest.raises(Exception, match="not CLASS@SITE=DURATION"):
-        retention.parse_policies("PORTAL_DATA_RETENTION", "short=30d")
+        parse_policies("PORTAL_DATA_RETENTION", "short=30d")

@@ -9,32 +9,16 @@ out the veto window like any deletion. A copy an operator vetoed is not proposed
 from __future__ import annotations
 
 import logging
-import re
 
 from portal.auth.identity import Identity
 from portal.data import deletion
 from portal.data import settings as data_settings
 from portal.db.engine import connect_raw
-from portal.errors import PortalError, SettingsError
+from portal.errors import PortalError
 from portal.settings import Settings
-from portal.timeparse import parse_duration
 
 log = logging.getLogger(__name__)
 LIMIT = 500  # announcements per policy and pass
-
-
-def parse_policies(name: str, raw: str) -> dict[tuple[str, str], float]:
-    """``short@local=30d,standard@st01=1y`` -> ``{(class, site): seconds}``."""
-    out: dict[tuple[str, str], float] = {}
-    for part in filter(None, (p.strip() for p in raw.split(","))):
-        m = re.fullmatch(r"([\w.-]+)@([\w.-]+)=(.+)", part)
-        if not m:
-            raise SettingsError(name, f"{part!r} is not CLASS@SITE=DURATION (short@local=30d)")
-        try:
-            out[(m[1], m[2])] = parse_duration(m[3], "").total_seconds()
-        except PortalError as exc:
-            raise SettingsError(name, f"{part!r}: {exc}") from None
-    return out
 
 
 def apply(cfg: Settings, who: Identity = deletion.SYSTEM) -> int:

@@ -51,10 +51,18 @@ def _fraction(name: str, raw: str) -> float:
     return value
 
 
-def _retention(name: str, raw: str) -> Any:
-    from portal.data.retention import parse_policies
-
-    return parse_policies(name, raw)
+def parse_policies(name: str, raw: str) -> dict[tuple[str, str], float]:
+    """``short@local=30d,standard@st01=1y`` -> ``{(class, site): seconds}``."""
+    out: dict[tuple[str, str], float] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        m = re.fullmatch(r"([\w.-]+)@([\w.-]+)=(.+)", part)
+        if not m:
+            raise SettingsError(name, f"{part!r} is not CLASS@SITE=DURATION (short@local=30d)")
+        try:
+            out[(m[1], m[2])] = parse_duration(m[3], "").total_seconds()
+        except PortalError as exc:
+            raise SettingsError(name, f"{part!r}: {exc}") from None
+    return out
 
 
 def parse_budgets(name: str, raw: str) -> dict[str, tuple[float, bool]]:
@@ -95,7 +103,7 @@ SETTINGS = (
     Setting(
         "PORTAL_DATA_RETENTION",
         "",
-        _retention,
+        parse_policies,
         "Retention policies `CLASS@SITE=DURATION` (e.g. `short@local=30d`): older copies that "
         "may go are announced for deletion. Empty: nothing is deleted automatically.",
     ),
