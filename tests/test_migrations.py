@@ -103,3 +103,48 @@ def test_timescale_path_ddl() -> None:
     assert timeseries.extension_ddl("timescaledb") == ["CREATE EXTENSION IF NOT EXISTS timescaledb"]
     plain = timeseries.setup_ddl("plain", "log_lines", 30, 7, "host")
     assert "CREATE TABLE log_lines_default PARTITION OF log_lines DEFAULT" in plain
+
+
+def test_a_day_whose_rows_wait_in_the_default_partition_still_gets_its_partition(
+    database_url: str,
+) -> None:
+    """A pointing registered for a day before that day had a partition lands in DEFAULT; a
+    later backfill of that day moves it into the new partition instead of failing."""
+    day = dt.date.today() - dt.timedelta(days=33)
+    stamp = dt.datetime.combine(day, dt.time(6), tzinfo=dt.UTC)
+    eng = db_engine.get_engine(database_url)
+    with eng.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO pointings (time, beam, ra_deg, dec_deg, duration_s) "
+                "VALUES (:t, 1023, 10, 20, 600)"
+            ),
+            {"t": stamp},
+        )
+        assert (
+            conn.execute(
+                sa.text("SELECT count(*) FROM pointings_default WHERE time = :t"), {"t": stamp}
+            ).scalar()
+            == 1
+        )
+    try:
+        with eng.begin() as conn:
+            assert timeseries.ensure_partitions(conn, "pointings", day, day) == 1
+        with eng.begin() as conn:
+            where = {"t": stamp}
+            child = f"pointings_p{day:%Y_%m_%d}"
+            assert (
+                conn.execute(
+                    sa.text(f"SELECT count(*) FROM {child} WHERE time = :t"), where
+                ).scalar()
+                == 1
+            )
+            assert (
+                conn.execute(
+                    sa.text("SELECT count(*) FROM pointings WHERE time = :t"), where
+                ).scalar()
+                == 1
+            )
+    finally:
+        with eng.begin() as conn:
+            conn.execute(sa.text("DELETE FROM pointings WHERE time = :t"), {"t": stamp})

@@ -180,13 +180,48 @@ def ensure_partitions(conn: Connection, table: str, first: date, last: date) -> 
     if installed_backend(conn) != "partman":
         return 0  # hypertables chunk themselves; plain keeps a DEFAULT partition
     days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    moved = _set_aside_default_rows(conn, table, first, last)
     conn.execute(
         text("SELECT partman.create_partition_time(:parent, CAST(:days AS timestamptz[]))"),
         {"parent": f"public.{table}", "days": "{" + ",".join(days) + "}"},
     )
+    if moved:
+        for day in days:  # into each child, not the parent: its insert triggers count rows once
+            conn.execute(
+                text(
+                    f"INSERT INTO {table}_p{day.replace('-', '_')} SELECT * FROM {moved} "
+                    "WHERE time >= CAST(:day AS date) AND time < CAST(:day AS date) + 1"
+                ),
+                {"day": day},
+            )
+        conn.execute(text(f"DROP TABLE {moved}"))
     if table in APPEND_ONLY:
         protect_partitions(conn, table)
     return len(days)
+
+
+def _set_aside_default_rows(conn: Connection, table: str, first: date, last: date) -> str:
+    """Rows of these days already in the DEFAULT partition (written before their day had a
+    partition) would make the new partition's ATTACH fail: move them to a temp table first."""
+    bounds = {"lo": first, "hi": last + timedelta(days=1)}
+    where = "time >= CAST(:lo AS date) AND time < CAST(:hi AS date)"
+    if (
+        table in APPEND_ONLY
+        or not conn.execute(
+            text(f"SELECT EXISTS (SELECT 1 FROM {table}_default WHERE {where})"), bounds
+        ).scalar()
+    ):
+        return ""
+    moved = f"pg_temp.{table}_set_aside"
+    conn.execute(text(f"CREATE TEMP TABLE {table}_set_aside (LIKE {table})"))
+    conn.execute(
+        text(
+            f"WITH gone AS (DELETE FROM {table}_default WHERE {where} RETURNING *) "
+            f"INSERT INTO {moved} SELECT * FROM gone"
+        ),
+        bounds,
+    )
+    return moved
 
 
 def maintain(conn: Connection, retention: dict[str, int], premake_days: int) -> Backend:
