@@ -42,6 +42,8 @@ def remote_written(cfg: Settings) -> Iterator[Pair]:
     vm_url, prom_url = f"http://127.0.0.1:{vm_port}", f"http://127.0.0.1:{prom_port}"
     mine = cfg.replace(
         prometheus_url=prom_url,
+        # not the session's Pushgateway: other tests push hosts named to break naive queries
+        pushgateway_url=f"http://127.0.0.1:{free_port()}",
         prometheus_remote_write_url=f"{vm_url}/api/v1/write",
         data_dir=tmp / "var",
     )
