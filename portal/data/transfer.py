@@ -76,7 +76,7 @@ class Worker:
     """
 
     BATCH_FILES = 64
-    BATCH_BYTES = 64 << 20
+    BATCH_BYTES = 256 << 20
 
     def __init__(self, cfg: Settings, name: str = "") -> None:
         self.cfg, self.url = cfg, cfg.database_url
