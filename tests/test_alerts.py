@@ -50,6 +50,11 @@ def _anchors(markdown: str) -> set[str]:
     return {re.sub(r"[^a-z0-9 _-]", "", h.lower()).replace(" ", "-") for h in heads}
 
 
+def test_every_shipped_rule_file_is_registered_once_by_its_capability() -> None:
+    registered = [p.name for p in rules.rule_files(settings.get())]
+    assert sorted(registered) == [p.name for p in RULE_FILES]
+
+
 def test_promtool_check_and_unit_tests_pass() -> None:
     results = rules.check(rules.rule_files(settings.get()), rules.tests_dir())
     assert [r.step for r in results] == ["check rules", "test rules"]

@@ -1,10 +1,10 @@
 """The scheduling capability: ``portal sched``, the scheduler component, the Scheduling page,
 its settings and work kinds.
 
-Its alert rules (``prometheus/rules/sched.yml``) and Grafana dashboard
+Its alert rules (``prometheus/rules/sched.yml``) are registered here. Its Grafana dashboard
 (``grafana-provisioning/dashboards/scheduling.json``, from ``portal/grafana/dashboards/sched.py``)
-are shipped in the folders the alerts and grafana capabilities register as a whole, so the hooks
-below return nothing for them (registering them twice would load them twice).
+is shipped in the folder the grafana capability registers as a whole, so ``register_dashboards``
+returns nothing (registering it twice would load it twice).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import click
 
 from portal.hookspecs import Component, Dashboard, WorkKind, hookimpl, portal_argv
 from portal.lazy import LazyCommand
+from portal.resources import shipped
 
 if TYPE_CHECKING:
     from portal.settings import Setting, Settings
@@ -70,4 +71,4 @@ def register_dashboards() -> list[Dashboard]:
 
 @hookimpl
 def prometheus_rule_files() -> list[Path]:
-    return []  # prometheus/rules/sched.yml is shipped with the alerts capability's rule folder
+    return [shipped("prometheus") / "rules" / "sched.yml"]
