@@ -35,7 +35,7 @@ def _site(name: str, raw: str) -> str:
 
 
 def _count(name: str, raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
         raise SettingsError(name, f"{raw!r} is not a whole number from 1 to 1000")
     return int(raw)
 
