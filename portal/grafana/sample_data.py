@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from portal.db.engine import connect_raw, get_engine
 from portal.db.timeseries import ensure_partitions
@@ -234,7 +235,39 @@ def seed_database(
             "FROM data_products WHERE NOT EXISTS "
             "(SELECT 1 FROM replicas r WHERE r.product_id = data_products.id)"
         )
+        _seed_replication(pg)
     return rows + 3
+
+
+def _seed_replication(pg: Any) -> None:
+    """A replication rule to the archive site and one transfer request per replica above (one
+    failing), so the storage dashboard's rule and transfer panels have rows."""
+    pg.execute(
+        "INSERT INTO data_sites (name, url, max_active, bwlimit_kbps, capacity_bytes, options, "
+        "created_at) VALUES ('archive', 'file:///srv/archive', 4, 0, 10^15, '{}', now()) "
+        "ON CONFLICT (name) DO NOTHING"
+    )
+    pg.execute(
+        "INSERT INTO replication_rules (name, kind, selector, site, within_s, state, total, "
+        "done, progress_at, last_error, created_at, updated_at) "
+        "SELECT 'sample-to-archive', 'hhat_monthly', '{}', 'archive', 86400, 'REPLICATING', "
+        "count(*), count(*) FILTER (WHERE state = 'AVAILABLE'), now(), NULL, now(), now() "
+        "FROM replicas WHERE site = 'archive' ON CONFLICT (name) DO NOTHING"
+    )
+    pg.execute(
+        "INSERT INTO transfer_requests (product_id, site, rule_id, state, attempts, last_error, "
+        "error_class, next_attempt_at, bytes_total, bytes_done, created_at, updated_at) "
+        "SELECT r.product_id, r.site, (SELECT id FROM replication_rules "
+        "WHERE name = 'sample-to-archive'), "
+        "CASE WHEN r.state = 'AVAILABLE' THEN 'DONE' WHEN r.product_id % 2 = 0 THEN 'FAILED' "
+        "ELSE 'SUBMITTED' END, 1, CASE WHEN r.state <> 'AVAILABLE' AND r.product_id % 2 = 0 "
+        "THEN 'ssh: connect to host archive port 22: Connection timed out' END, "
+        "CASE WHEN r.state <> 'AVAILABLE' AND r.product_id % 2 = 0 THEN 'unreachable' END, "
+        "now(), coalesce(r.size_bytes, 0), "
+        "CASE WHEN r.state = 'AVAILABLE' THEN coalesce(r.size_bytes, 0) ELSE 0 END, now(), now() "
+        "FROM replicas r WHERE r.site = 'archive' AND NOT EXISTS (SELECT 1 FROM "
+        "transfer_requests t WHERE t.product_id = r.product_id AND t.site = r.site)"
+    )
 
 
 _LOG_COLUMNS = ("time", "host", "component", "level", "message", "labels", "source", "seq")

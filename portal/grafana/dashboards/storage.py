@@ -100,6 +100,32 @@ def build() -> Dashboard:
                 ),
             )
         )
+        .with_row(Row("Replication"))
+        .with_panel(
+            table(
+                "Replication rules",
+                Sql(
+                    """SELECT name, kind, site, state, done, total,
+                    round(100.0 * done / nullif(total, 0), 1) AS percent,
+                    progress_at AS last_progress, last_error
+                    FROM replication_rules ORDER BY state DESC, name""",
+                    "table",
+                ),
+            )
+        )
+        .with_panel(
+            table(
+                "Transfer requests by site and state",
+                Sql(
+                    """SELECT site, state, count(*) AS requests,
+                    sum(bytes_total) AS bytes, sum(bytes_done) AS bytes_done,
+                    max(attempts) AS most_attempts,
+                    max(last_error) FILTER (WHERE state = 'FAILED') AS a_last_error
+                    FROM transfer_requests GROUP BY site, state ORDER BY site, state""",
+                    "table",
+                ),
+            )
+        )
     )
 
 
