@@ -155,7 +155,7 @@ def action_command(action: Any) -> click.Command:
 
 @click.group(cls=OpsGroup)
 def ops() -> None:
-    """Operations on hosts: maintenance, drain, restart, reboot; status and history."""
+    """Operations on hosts: maintenance, drain, restart, reboot, rolling updates, recovery."""
 
 
 @requires("operator")

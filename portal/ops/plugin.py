@@ -100,7 +100,7 @@ def register_commands(cli: click.Group) -> None:
         LazyCommand(
             "ops",
             "portal.ops.cli:ops",
-            "Operations on hosts: maintenance, drain, restart, reboot; status and history.",
+            "Operations on hosts: maintenance, drain, restart, reboot, rolling updates, recovery.",
         )
     )
 
