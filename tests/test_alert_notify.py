@@ -13,6 +13,7 @@ from __future__ import annotations
 import email
 import json
 import shutil
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -325,9 +326,11 @@ def test_alerts_page_with_prometheus_down_links_to_the_runbook_section(
     from tests.browser import Browser, PortalProcess
 
     tmp = shared_tmpdir("portal-alerts-page-")
+    dead = socket.socket()  # bound, never listening: no other process can answer on its port
+    dead.bind(("127.0.0.1", 0))
     env = {
         "PORTAL_DATABASE_URL": database_url,
-        "PORTAL_PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",  # nothing answers there
+        "PORTAL_PROMETHEUS_URL": f"http://127.0.0.1:{dead.getsockname()[1]}",
         "PORTAL_ALERTMANAGER_URL": silenced["am_url"],
         "PORTAL_WEB_BIND": f"127.0.0.1:{free_port()}",
         "PORTAL_WEB_WORKERS": "1",
@@ -392,6 +395,7 @@ def test_alerts_page_with_prometheus_down_links_to_the_runbook_section(
             notice = browser.driver.find_element(By.CSS_SELECTOR, ".portal-notice").text
             assert notice.startswith("Alertmanager unavailable: ")
     finally:
+        dead.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
