@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from collectors import hoststats
 from collectors.telemetry import Metric, Telemetry
-from portal.data.producer import Producer
+from portal.data.producer import BEAM_EVENT_COLUMNS, POINTING_COLUMNS, Producer
 from portal.db.writer import WritePath
 from portal.demo import faults, model, sinks
 from portal.demo.logs import DemoLogs
@@ -112,8 +112,8 @@ class Live:
         self.t0 = datetime.now(UTC)
         self.sim = model.Sim(self.t0, hosts, pointings_per_day, seed=int(time.time()))
         self.metrics_writer = self._writer("metric_samples", "demo-metrics", durable=True)
-        self.pointings = self._writer("pointings", "demo-pointings", sinks.POINTING_COLUMNS)
-        self.beam_events = self._writer("beam_events", "demo-beam-events", sinks.BEAM_EVENT_COLUMNS)
+        self.pointings = self._writer("pointings", "demo-pointings", POINTING_COLUMNS)
+        self.beam_events = self._writer("beam_events", "demo-beam-events", BEAM_EVENT_COLUMNS)
         self.products = Producer(cfg, name="demo")  # the pipeline's producer API (write path)
         self.logs = DemoLogs(cfg.data_dir / "log" / "demo", self.sim.beam_host)
         self.tels: dict[tuple[str, str], Telemetry] = {}

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from portal.data.producer import BEAM_EVENT_COLUMNS, POINTING_COLUMNS
 from portal.db.engine import connect_raw, get_engine
 from portal.db.tables import ENFORCED_KEYS
 from portal.db.timeseries import ensure_partitions
@@ -165,8 +166,8 @@ def _run(
         products.extend(out.products)
         if sim.now.date() != day or sim.now >= end:
             result.metric_rows += _flush(url, "metric_samples", METRIC_COLUMNS, metrics)
-            result.pointings += _flush(url, "pointings", sinks.POINTING_COLUMNS, pointings)
-            result.beam_events += _flush(url, "beam_events", sinks.BEAM_EVENT_COLUMNS, beam_events)
+            result.pointings += _flush(url, "pointings", POINTING_COLUMNS, pointings)
+            result.beam_events += _flush(url, "beam_events", BEAM_EVENT_COLUMNS, beam_events)
             with get_engine(url).begin() as conn:
                 result.products += sinks.save_products(conn, products)
             on_progress(f"{day}: {len(metrics)} samples, {len(pointings)} pointings")

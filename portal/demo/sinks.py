@@ -15,20 +15,6 @@ from portal.events import bus as events
 
 log = logging.getLogger(__name__)
 
-POINTING_COLUMNS = (
-    "time",
-    "beam",
-    "ra_deg",
-    "dec_deg",
-    "duration_s",
-    "rfi_fraction",
-    "data_bytes",
-    "max_dm",
-    "n_candidates",
-    "flags",
-)
-BEAM_EVENT_COLUMNS = ("time", "beam", "kind", "value", "payload")
-
 
 def save_products(conn: sa.Connection, products: Iterable[dict[str, Any]]) -> int:
     """Insert data products; a name already stored is left alone (re-seeding is idempotent)."""
