@@ -134,6 +134,16 @@ class Prometheus:
             return default
         return float(result[0]["value"][1])
 
+    def rule_groups(self) -> list[dict[str, Any]]:
+        """Rule groups with their last evaluation time (``/api/v1/rules``)."""
+        try:
+            resp = requests.get(f"{self.url}/api/v1/rules", timeout=self.timeout)
+            resp.raise_for_status()
+        except requests.exceptions.RequestException as exc:
+            raise self._unavailable(exc) from None
+        groups: list[dict[str, Any]] = resp.json()["data"]["groups"]
+        return groups
+
     def targets(self) -> list[dict[str, Any]]:
         """Active scrape targets (``/api/v1/targets``)."""
         try:

@@ -5,7 +5,9 @@ A component serving its own ``/metrics`` (a ``metrics_port``) is back when its s
 ``up`` is 1; one without is back when the host collector's ``obs_process_up`` for it is 1.
 A host's collector is back when ``up{job="collectors", component=""}`` is 1. All three read
 ``timestamp(...)`` so only samples newer than ``since`` count. ``firing`` lists the alerts of a
-host (and component) firing now, for gates that also wait for quiet.
+host (and component) firing now, for gates that also wait for quiet; given ``evaluated_after``, it
+ignores alerts last evaluated before then (on the previous version's samples), and
+``rules_evaluated_after`` tells when every rule group has looked at the new samples.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class Verdict:
 
     ok: bool
     seen: str
+    #: the newest sample's time (Unix seconds), 0 when none was found
+    at: float = 0.0
 
 
 def _newer(cfg: Settings, promql: str, since: datetime) -> Verdict:
@@ -43,8 +47,8 @@ def _newer(cfg: Settings, promql: str, since: datetime) -> Verdict:
         return Verdict(False, "not up")
     newest = max(stamps)
     if newest <= since.timestamp():
-        return Verdict(False, "no scrape since the restart yet")
-    return Verdict(True, "up")
+        return Verdict(False, "no scrape since the restart yet", newest)
+    return Verdict(True, "up", newest)
 
 
 def metrics_port(cfg: Settings, host: str, component: str) -> int | None:
@@ -70,10 +74,29 @@ def collector_up(cfg: Settings, host: str, since: datetime) -> Verdict:
     return _newer(cfg, f'up{{job="collectors", host={label_value(host)}, component=""}}', since)
 
 
-def firing(cfg: Settings, host: str, component: str | None = None) -> list[str]:
-    """Names of the alerts firing now for ``host`` (and ``component``), per Prometheus."""
+def firing(
+    cfg: Settings, host: str, component: str | None = None, evaluated_after: float = 0.0
+) -> list[str]:
+    """Names of the alerts firing now for ``host`` (and ``component``), per Prometheus; only
+    those evaluated at or after ``evaluated_after`` (Unix seconds) when it is given."""
     match = f'alertstate="firing", host={label_value(host)}'
     if component:
         match += f", component={label_value(component)}"
-    found = Prometheus(cfg.prometheus_url, timeout=5).query(f"ALERTS{{{match}}}")
-    return sorted({s["metric"].get("alertname", "?") for s in found})
+    found = Prometheus(cfg.prometheus_url, timeout=5).query(f"timestamp(ALERTS{{{match}}})")
+    return sorted(
+        {
+            s["metric"].get("alertname", "?")
+            for s in found
+            if float(s["value"][1]) >= evaluated_after
+        }
+    )
+
+
+def rules_evaluated_after(cfg: Settings, when: float) -> bool:
+    """Has every rule group been evaluated at or after ``when`` (Unix seconds)?"""
+    groups = Prometheus(cfg.prometheus_url, timeout=5).rule_groups()
+    for group in groups:
+        last = datetime.fromisoformat(group.get("lastEvaluation") or "1970-01-01T00:00:00Z")
+        if last.timestamp() < when:
+            return False
+    return True

@@ -90,7 +90,11 @@ def _save(ctx: RunContext, key: str, host: str, value: Any) -> None:
 # -- the health gate -------------------------------------------------------------------------------
 def gate(ctx: RunContext, host: str, component: str, since: datetime, settle: float) -> None:
     """Collector and component up after ``since`` within the gate deadline, then ``settle``
-    seconds with the component up and none of its alerts firing; else the action fails."""
+    seconds with the component up and none of its alerts firing; else the action fails.
+
+    Alerts count from the first rule evaluation on the fresh samples (an alert of the previous
+    version still shown before that proves nothing), and the settle time lasts at least until
+    every rule group has evaluated them once."""
     limit = gate_seconds(ctx)
     what = f"collector and {component} up within {limit:g} s, then quiet for {settle:g} s"
     with ctx.step("health gate", host, what) as step:
@@ -98,8 +102,10 @@ def gate(ctx: RunContext, host: str, component: str, since: datetime, settle: fl
             step.skip("dry run: not waited")
             return
         seen: list[str] = []
+        fresh = 0.0
 
         def up() -> bool:
+            nonlocal fresh
             for name, verdict in (
                 ("collector", health.collector_up(ctx.cfg, host, since)),
                 (component, health.component_up(ctx.cfg, host, component, since)),
@@ -107,24 +113,27 @@ def gate(ctx: RunContext, host: str, component: str, since: datetime, settle: fl
                 if not verdict.ok:
                     seen.append(f"{name}: {verdict.seen}")
                     return False
+                fresh = max(fresh, verdict.at)
             return True
 
         if not ctx.wait_until(up, limit):
             last = seen[-1] if seen else "not checked"
             raise ActionFailed(f"{host}: not healthy within {limit:g} s ({last})")
-        end = time.monotonic() + settle
+        start = time.monotonic()
         while True:
-            alerts = health.firing(ctx.cfg, host, component)
+            alerts = health.firing(ctx.cfg, host, component, evaluated_after=fresh)
             if alerts:
                 raise ActionFailed(f"{host}: {', '.join(alerts)} firing during the settle time")
             verdict = health.component_up(ctx.cfg, host, component, since)
             if not verdict.ok:
                 raise ActionFailed(f"{host}: {component} went down during the settle time")
-            left = end - time.monotonic()
-            if left <= 0:
+            waited = time.monotonic() - start
+            if waited >= settle and health.rules_evaluated_after(ctx.cfg, fresh):
                 break
+            if waited >= settle + limit:
+                raise ActionFailed(f"{host}: alert rules not evaluated within {limit:g} s")
             ctx.check_cancelled()
-            time.sleep(min(1.0, left))
+            time.sleep(min(1.0, max(0.2, settle - waited)))
         step.note(f"up, quiet for {settle:g} s")
 
 
