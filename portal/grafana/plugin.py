@@ -1,7 +1,8 @@
-"""The Grafana capability: ``portal grafana`` and the built-in dashboards.
+"""The Grafana capability: ``portal grafana``, the built-in dashboards and their recording rules.
 
 The built-in dashboards are the JSON files generated from ``portal/grafana/dashboards/`` and
-shipped in the package, so registering them needs no dashboard SDK at run time.
+shipped in the package, so registering them needs no dashboard SDK at run time. The recording
+rules (``prometheus/rules/dashboards.yml``) pre-aggregate the per-beam series their panels read.
 """
 
 from __future__ import annotations
@@ -38,3 +39,8 @@ def register_commands(cli: click.Group) -> None:
 def register_dashboards() -> list[Dashboard]:
     folder = shipped("grafana-provisioning") / "dashboards"
     return [Dashboard(p.stem, partial(_read, p)) for p in sorted(folder.glob("*.json"))]
+
+
+@hookimpl
+def prometheus_rule_files() -> list[Path]:
+    return [shipped("prometheus") / "rules" / "dashboards.yml"]
