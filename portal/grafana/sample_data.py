@@ -4,7 +4,8 @@ Pipeline series and rows come from the real simulator (``portal.demo``); series 
 simulate (the write path's, ``up``, and host-collector names it lacks) are synthesised here
 with the same names (docs/metrics.md). Prometheus cannot ingest old samples by scraping, so
 history is written as OpenMetrics and turned into TSDB blocks with ``promtool tsdb
-create-blocks-from openmetrics``.
+create-blocks-from openmetrics``; the series of the dashboards' recording rules are then
+evaluated over that history with ``promtool tsdb create-blocks-from rules``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import socket
 import subprocess
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +29,7 @@ from portal.db.writer import copy_rows
 from portal.demo import model
 from portal.demo import seed as demo_seed
 from portal.errors import PortalError
+from portal.grafana import plugin as grafana_plugin
 from portal.metrics.client import Prometheus
 from portal.settings import Settings
 from portal.stack import process
@@ -162,6 +165,53 @@ def _blocks(promtool: str, path: Path, text: str, tsdb: Path) -> None:
     path.unlink()
     if proc.returncode != 0:
         raise PortalError(f"promtool could not create blocks: {proc.stderr.strip()[-300:]}")
+
+
+def backfill_recording_rules(
+    tsdb: Path, start: datetime, end: datetime, rule_files: Sequence[Path] | None = None
+) -> int:
+    """Evaluate recording rules (by default the dashboards' own, ``prometheus/rules/
+    dashboards.yml``) every group interval over ``start``..``end`` of the history already in
+    ``tsdb``, as a live Prometheus would have; returns the blocks added.
+
+    promtool evaluates through a Prometheus query API, so a private one runs over ``tsdb`` for
+    the duration; start the Prometheus that serves the data after this (it loads the blocks)."""
+    promtool = shutil.which("promtool")
+    if not promtool:
+        raise PortalError("promtool not found; install the Debian package prometheus")
+    if rule_files is None:
+        rule_files = grafana_plugin.prometheus_rule_files()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    log = tsdb.parent / "prometheus-rules.log"
+    pid = serve_prometheus(tsdb, port, log)
+    try:
+        with tempfile.TemporaryDirectory(prefix="obs-rule-blocks-", dir=tsdb.parent) as tmp:
+            # 24 h blocks like the raw history's: 2 h ones (promtool's default) would be hundreds
+            proc = subprocess.run(
+                [promtool, "tsdb", "create-blocks-from", "rules", "--quiet"]
+                + [f"--url=http://127.0.0.1:{port}", "--max-block-duration=24h"]
+                + [f"--start={int(start.timestamp())}", f"--end={int(end.timestamp())}"]
+                + [f"--output-dir={tmp}", *map(str, rule_files)],
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
+            if proc.returncode != 0:
+                raise PortalError(
+                    f"promtool could not backfill the recording rules: "
+                    f"{(proc.stdout + proc.stderr).strip()[-300:]}"
+                )
+            blocks = [b for b in Path(tmp).iterdir() if (b / "meta.json").exists()]
+            process.stop(pid)
+            pid = 0
+            for block in blocks:
+                shutil.move(str(block), tsdb / block.name)
+    finally:
+        if pid:
+            process.stop(pid)
+    return len(blocks)
 
 
 def serve_prometheus(tsdb: Path, port: int, log: Path, retention_days: int = 400) -> int:
