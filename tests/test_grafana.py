@@ -30,6 +30,7 @@ from tests.conftest import REPO, free_port, run_portal, shared_tmpdir
 ROOT = REPO / "grafana-provisioning"
 MODERN_PANELS = {"row", "timeseries", "stat", "table", "logs", "state-timeline", "bargauge"}
 FIXED_UIDS = {kit.PROMETHEUS.uid, kit.POSTGRES.uid, kit.LOKI.uid, kit.ALERTMANAGER.uid}
+RECORDED = re.compile(r"\b[a-z_]+:\w+:\w+\b")  # recording rule names: level:metric:operations
 
 
 def _dashboards() -> dict[str, dict]:
@@ -147,9 +148,30 @@ def test_promql_uses_only_contract_metric_names() -> None:
         for g in yaml.safe_load(f.read_text())["groups"]
         for r in g["rules"]
     ]
-    used = {n for e in exprs + rules for n in re.findall(r"\b((?:obs|portal)_\w+|up|ALERTS)\b", e)}
+    raw = [RECORDED.sub("", e) for e in exprs + rules]  # level:metric:operations names aside
+    used = {n for e in raw for n in re.findall(r"\b((?:obs|portal)_\w+|up|ALERTS)\b", e)}
     assert used, "no metric names found"
     assert used <= contract, sorted(used - contract)
+
+
+def test_recorded_series_in_panels_are_recorded_by_a_shipped_rule() -> None:
+    recorded = {
+        r["record"]
+        for f in (REPO / "prometheus" / "rules").glob("*.yml")
+        for g in yaml.safe_load(f.read_text())["groups"]
+        for r in g["rules"]
+        if "record" in r
+    }
+    used = {
+        n
+        for m in _dashboards().values()
+        for p in _panels(m)
+        for t in p.get("targets", [])
+        for n in RECORDED.findall(t.get("expr", ""))
+    }
+    assert "host_beam:obs_l1_lag_seconds:max5m" in used  # the real-time panels read them
+    assert used <= recorded, sorted(used - recorded)
+    assert all(RECORDED.fullmatch(name) for name in recorded), sorted(recorded)
 
 
 @dataclass
@@ -162,7 +184,8 @@ class Loaded:
 
 @pytest.fixture(scope="module")
 def loaded(pg_server: str, cfg: Settings) -> Iterator[Loaded]:
-    """A fresh database seeded by the simulator and a Prometheus over 6 h of its history."""
+    """A fresh database seeded by the simulator and a Prometheus over 6 h of its history, with
+    the recorded series of the dashboards' rules over the same 6 h."""
     url = f"{pg_server}/obs_grafana_{uuid.uuid4().hex[:8]}"
     migrate.upgrade(url)
     tmp = shared_tmpdir("obsportal-grafana-")
@@ -172,6 +195,7 @@ def loaded(pg_server: str, cfg: Settings) -> Iterator[Loaded]:
         end = datetime.now(UTC)
         start = end - timedelta(hours=6)
         sample_data.backfill_prometheus(tmp / "tsdb", start, end, 10, timedelta(hours=26))
+        sample_data.backfill_recording_rules(tmp / "tsdb", start, end)
         port = free_port()
         pid = sample_data.serve_prometheus(tmp / "tsdb", port, tmp / "prometheus.log")
         yield Loaded(f"http://127.0.0.1:{port}", url, start, end)

@@ -1,13 +1,31 @@
-"""Real-time pipeline: L1 data rate per beam and host, packet loss, DM adjustments, lag."""
+"""Real-time pipeline: L1 data rate per beam and host, packet loss, DM adjustments, lag.
+
+Packet loss, lag and RFI read the per-minute series of prometheus/rules/dashboards.yml, not
+the raw per-beam ones: a month-wide view stays fast, and each point is the worst 5 minutes of
+its interval, so a spike at 3 a.m. still shows at any zoom.
+"""
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import prometheus
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
 from portal.grafana.kit import Sql, dashboard, prom, prom_variable, table, timeseries
 
 SEL = 'host=~"$host", beam=~"$beam"'
 BY = "sum by (host, beam)"
+RULE_INTERVAL = "1m"  # the evaluation interval of the obsportal-dashboards rule group
+
+
+def recorded(expr: str, legend: str) -> prometheus.Dataquery:
+    """A target on a recorded series: no point finer than the rules evaluate (Min interval),
+    so ``$__interval`` always holds at least one recorded sample."""
+    return prom(expr, legend).interval(RULE_INTERVAL)
+
+
+def worst(series: str, by: str = "host, beam") -> str:
+    """The largest recorded value of ``series`` within each point's interval."""
+    return f"max by ({by}) (max_over_time({series}{{{SEL}}}[$__interval]))"
 
 
 def build() -> Dashboard:
@@ -30,11 +48,8 @@ def build() -> Dashboard:
             timeseries(
                 "Packet loss",
                 "percentunit",
-                prom(
-                    f"{BY} (rate(obs_l1_packets_lost_total{{{SEL}}}[$__rate_interval])) / ("
-                    f"{BY} (rate(obs_l1_packets_received_total{{{SEL}}}[$__rate_interval])) + "
-                    f"{BY} (rate(obs_l1_packets_lost_total{{{SEL}}}[$__rate_interval])))",
-                    "{{host}} beam {{beam}}",
+                recorded(
+                    worst("host_beam:obs_l1_packet_loss:ratio_rate5m"), "{{host}} beam {{beam}}"
                 ),
             )
         )
@@ -42,16 +57,14 @@ def build() -> Dashboard:
             timeseries(
                 "Lag behind real time",
                 "s",
-                prom(
-                    f"max by (host, beam) (obs_l1_lag_seconds{{{SEL}}})", "{{host}} beam {{beam}}"
-                ),
+                recorded(worst("host_beam:obs_l1_lag_seconds:max5m"), "{{host}} beam {{beam}}"),
             )
         )
         .with_panel(
             timeseries(
                 "RFI masked",
                 "percentunit",
-                prom(f"max by (beam) (obs_l1_rfi_masked_ratio{{{SEL}}})", "beam {{beam}}"),
+                recorded(worst("host_beam:obs_l1_rfi_masked_ratio:max5m", "beam"), "beam {{beam}}"),
             )
         )
         .with_row(Row("Beam adjustments and pointings"))
