@@ -110,7 +110,9 @@ def ensure(database_url: str, who: Identity, name: str, role: str, secret: str) 
 
 def revoke(database_url: str, who: Identity, name: str) -> None:
     now = datetime.now(UTC)
-    with get_engine(database_url).begin() as conn:
+    # autocommit: the lookup is one round trip, not BEGIN, SELECT, COMMIT on every request
+    engine = get_engine(database_url).execution_options(isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
         row = conn.execute(
             sa.select(api_tokens).where(api_tokens.c.name == name).with_for_update()
         ).first()
@@ -148,7 +150,9 @@ def verify(database_url: str, raw: str) -> Token | None:
     """The active token with this secret, or None; notes when it was last used, at most once a
     minute so that a busy machine client does not write on every request."""
     now = datetime.now(UTC)
-    with get_engine(database_url).begin() as conn:
+    # autocommit: the lookup is one round trip, not BEGIN, SELECT, COMMIT on every request
+    engine = get_engine(database_url).execution_options(isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
         row = conn.execute(
             sa.select(api_tokens).where(
                 api_tokens.c.token_hash == digest(raw),

@@ -1,7 +1,9 @@
-"""Log queries on PostgreSQL: filters -> one SQL statement, streamed from a server-side cursor.
+"""Log queries on PostgreSQL: filters -> one SQL statement, its rows streamed as they come.
 
-Rows come ``itersize`` at a time from a named cursor, so a query matching millions of lines
-runs in bounded memory and has no result cap. ``follow`` re-polls a sliding window for live
+Rows arrive ``itersize`` at a time (libpq's chunked rows mode; one at a time before libpq 17)
+from one statement outside any transaction: a query matching millions of lines runs in bounded
+memory with no result cap, and a small one costs a single round trip (a named cursor needed
+five: begin, declare, fetch, close, rollback). ``follow`` re-polls a sliding window for live
 tail, remembering what it printed so nothing is shown twice.
 """
 
@@ -107,11 +109,12 @@ def where(q: LogQuery) -> tuple[sql.Composable, list[Any]]:
 
 
 def statement(q: LogQuery) -> tuple[sql.Composed, list[Any]]:
-    """The full SELECT, oldest first (ties in file order) unless ``newest_first``, limited."""
+    """The full SELECT, oldest first (ties in file order) unless ``newest_first``, limited;
+    tagged so that an operator finds log searches in ``pg_stat_activity``."""
     cond, params = where(q)
     stmt = sql.SQL(
-        "SELECT " + TS_SQL + ", host, component, level, message, labels::text, source, seq "
-        "FROM log_lines WHERE {} ORDER BY {}"
+        "/* portal_logs */ SELECT " + TS_SQL + ", host, component, level, message, labels::text, "
+        "source, seq FROM log_lines WHERE {} ORDER BY {}"
     ).format(cond, sql.SQL(ORDER_DESC if q.newest_first else ORDER))
     if q.limit is not None:
         stmt = sql.SQL("{} LIMIT {}").format(stmt, sql.Literal(q.limit))
@@ -128,17 +131,21 @@ def _checkout(url: str) -> Any:
         raise DatabaseUnavailable(describe_unreachable(url, exc)) from None
 
 
+#: libpq 17 is the first to send rows in chunks; older ones stream them one by one
+CHUNKED = psycopg.pq.version() >= 170000
+
+
 def stream(url: str, q: LogQuery, itersize: int = 5000) -> Iterator[Record]:
-    """Every matching record, oldest first, fetched ``itersize`` rows at a time."""
+    """Every matching record, oldest first, ``itersize`` rows a network read."""
     stmt, params = statement(q)
     pooled = _checkout(url)
     conn: psycopg.Connection = pooled.driver_connection
+    was = conn.autocommit
     try:
-        with conn.cursor(name="portal_logs") as cur:
-            cur.itersize = itersize
+        conn.autocommit = True  # one statement: no BEGIN/ROLLBACK round trips around it
+        with conn.cursor() as cur:
             try:
-                cur.execute(stmt, params)
-                for row in cur:
+                for row in cur.stream(stmt, params, size=itersize if CHUNKED else 1):
                     yield Record._make(row)
             except psycopg.errors.DataError as exc:  # e.g. a regex PostgreSQL cannot compile
                 problem = str(exc).strip().splitlines()[0]
@@ -146,8 +153,10 @@ def stream(url: str, q: LogQuery, itersize: int = 5000) -> Iterator[Record]:
             except psycopg.errors.QueryCanceled:  # the context's time limit (web requests)
                 raise QueryTimeout(time_limit()) from None
     finally:
-        with contextlib.suppress(psycopg.Error):
-            conn.rollback()
+        try:
+            conn.autocommit = was  # closing the stream early cancelled its statement
+        except psycopg.Error:  # still busy or broken: not fit for the pool
+            pooled.invalidate()
         pooled.close()  # back to the pool
 
 
