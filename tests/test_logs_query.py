@@ -506,3 +506,39 @@ def test_api_logs_query_is_cancelled_at_the_time_limit(cfg: Settings) -> None:
                 break
             assert time.monotonic() < deadline, "the cancelled query still runs"
             time.sleep(0.1)
+
+
+def test_a_search_closed_early_gives_back_a_connection_fit_for_transactions(
+    cfg: Settings,
+) -> None:
+    """A reader that stops after the first line (a client that left, ``head``): the search ran
+    outside a transaction, and its pooled connection goes back as it came (not autocommit)."""
+    import sqlalchemy as sa
+
+    host = f"early-{uuid.uuid4().hex[:6]}"
+    now = datetime.now(UTC)
+    rows = [
+        (now - timedelta(seconds=i), host, "l1", "INFO", f"line {i}", "{}", host, i)
+        for i in range(20_000)
+    ]
+    with db_engine.connect_raw(cfg.database_url) as conn, conn.transaction():
+        copy_rows(conn, "log_lines", COLUMNS, rows)
+    q = lq.LogQuery(hosts=(host,), since=now - timedelta(days=1))
+    records = lq.stream(cfg.database_url, q, itersize=100)
+    assert next(records).message == "line 19999"  # oldest first
+    records.close()
+    engine = db_engine.get_engine(cfg.database_url)
+    idle = [engine.connect() for _ in range(engine.pool.checkedin())]  # the search's among them
+    try:
+        for conn in idle:
+            assert conn.connection.driver_connection.autocommit is False
+            tx = conn.begin()
+            conn.execute(sa.text("CREATE TEMP TABLE early_check (x int)"))
+            tx.rollback()  # a transaction really was open: the table went with it
+            assert (
+                conn.execute(sa.text("SELECT to_regclass('pg_temp.early_check')")).scalar() is None
+            )
+    finally:
+        for conn in idle:
+            conn.close()
+    assert len(list(lq.stream(cfg.database_url, q))) == 20_000
