@@ -649,3 +649,40 @@ def test_a_run_taken_over_is_neither_finished_nor_unlocked_by_its_old_owner(
     runs.finish(ops_cfg, taken, "succeeded")
     assert runs.get(ops_cfg, run_id).state == "succeeded"
     assert host not in runs.locks(ops_cfg)
+
+
+def test_an_operator_cancels_a_running_action_and_its_host_is_freed(
+    ops_cfg: Settings, fleet: Fleet
+) -> None:
+    """A restart stuck in its health gate (the component never comes back, gate of 600 s):
+    cancel asks it to stop, it ends ``cancelled`` at its next check, unlocked and audited."""
+    host = NAMES[1]
+    patient = ops_cfg.replace(extra={**ops_cfg.extra, "PORTAL_OPS_GATE_SECONDS": "600"})
+    found = Worker(patient, threads=2)
+    thread = threading.Thread(target=found.serve, daemon=True)
+    thread.start()
+    fleet.set_flags(host, "l1", broken=True)
+    try:
+        run_id = runs.request(ops_cfg, OPERATOR, "restart", [host], {"component": "l1"}, "t")
+
+        def gating() -> bool:
+            steps = runs.get(ops_cfg, run_id).steps
+            return any(s.name == "health gate" and s.state == "running" for s in steps)
+
+        assert process.wait_until(gating, 60), runs.get(ops_cfg, run_id)
+        with pytest.raises(runs.Forbidden, match="needs role operator"):
+            runs.cancel(ops_cfg, Identity("v", "user", "viewer", "127.0.0.1", "r"), run_id)
+        assert runs.cancel(ops_cfg, OPERATOR, run_id, "wrong host") == "running"
+        run = finished(ops_cfg, run_id)
+    finally:
+        found.stop.set()
+        thread.join(timeout=60)
+        fleet.set_flags(host, "l1", broken=False)
+        fleet.svc_call(host, "start", "l1")
+    assert run.state == "cancelled" and run.error == "cancelled by an operator", run
+    assert [s.state for s in run.steps if s.name == "health gate"] == ["failed"]
+    assert host not in runs.locks(ops_cfg)
+    entries = audit.query(ops_cfg.database_url, action="ops.restart.cancel", target=host)
+    assert any(e.params.get("run") == run_id and e.reason == "wrong host" for e in entries)
+    with pytest.raises(PortalError, match=f"run {run_id} already cancelled"):
+        runs.cancel(ops_cfg, OPERATOR, run_id)
