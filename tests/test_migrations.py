@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -148,3 +152,83 @@ def test_a_day_whose_rows_wait_in_the_default_partition_still_gets_its_partition
     finally:
         with eng.begin() as conn:
             conn.execute(sa.text("DELETE FROM pointings WHERE time = :t"), {"t": stamp})
+
+
+def activity(dsn: str) -> list[tuple]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT pid, backend_type, state, wait_event_type, left(query, 80) "
+            "FROM pg_stat_activity WHERE datname = current_database()"
+        ).fetchall()
+
+
+def test_a_migration_killed_half_way_leaves_the_previous_revision_and_runs_again(
+    fresh_url: str, tmp_path: Path
+) -> None:
+    """Power cut during ``portal db upgrade``: 0007 has already moved ``events`` aside when it
+    waits for a writer's lock on ``pointings``; the upgrade is killed -9 there. The database is
+    still at 0006 with every event in place, and the same command then finishes the job."""
+    from portal.stack import process
+    from tests.conftest import REPO, portal_cmd
+
+    migrate.upgrade(fresh_url, "0006")
+    dsn = db_engine.libpq_dsn(fresh_url)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for i in range(50):
+            conn.execute(
+                "INSERT INTO events (topic, payload) VALUES ('drill', %s)", (f'{{"n": {i}}}',)
+            )
+        before = conn.execute("SELECT id, payload FROM events ORDER BY id").fetchall()
+    env = {**os.environ, "PORTAL_DATABASE_URL": fresh_url}
+    writer = psycopg.connect(dsn)  # a pipeline writer, mid-transaction on pointings
+    pid = None
+    try:
+        writer.execute(
+            "INSERT INTO pointings (time, beam, ra_deg, dec_deg, duration_s) "
+            "VALUES (now(), 1, 10, 20, 60)"
+        )
+        pid = process.spawn(portal_cmd("db", "upgrade"), tmp_path / "upgrade.log", REPO, env=env)
+
+        backend: list[int] = []
+
+        def waiting_for_the_lock() -> bool:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                backend[:] = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock' AND query LIKE '%pointings_summarise%'"
+                    )
+                ]
+            return bool(backend)
+
+        assert process.wait_until(waiting_for_the_lock, 60), process.tail(tmp_path / "upgrade.log")
+        os.kill(pid, signal.SIGKILL)
+        assert process.wait_until(lambda: not process.alive(pid), 10)
+    finally:
+        writer.rollback()
+        writer.close()
+        if pid is not None:
+            process.stop(pid, timeout=5)
+
+    def migration_gone() -> bool:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (backend[0],)
+            ).fetchone()
+        return row == (0,)
+
+    assert process.wait_until(migration_gone, 30), activity(dsn)  # it saw its client gone
+    assert migrate.status(fresh_url).current == "0006"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT id, payload FROM events ORDER BY id").fetchall() == before
+        moved = conn.execute("SELECT to_regclass('events_0001')").fetchone()
+        assert moved == (None,)
+    again = subprocess.run(
+        portal_cmd("db", "upgrade"), env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    st = migrate.status(fresh_url)
+    assert st.current == st.head
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT id, payload FROM events ORDER BY id").fetchall() == before
