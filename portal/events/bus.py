@@ -27,10 +27,12 @@ from portal.errors import DatabaseUnavailable, PortalError
 
 CHANNEL = "portal_events"
 #: Many events in one statement (one transaction), inserted in the order of the arrays, so their
-#: ids (a counter within the transaction) ascend in that order.
+#: ids (a counter within the transaction) ascend in that order. The arrays go in binary (``%b``):
+#: as text, psycopg escapes every element with a regular expression (24 against 3.4 us of client
+#: CPU an event here).
 _INSERT = (
     "INSERT INTO events (topic, source, payload) "
-    "SELECT t, s, p FROM unnest(%s::text[], %s::text[], %s::jsonb[]) WITH ORDINALITY "
+    "SELECT t, s, p::jsonb FROM unnest(%b::text[], %b::text[], %b::text[]) WITH ORDINALITY "
     "AS u(t, s, p, n) ORDER BY n RETURNING id"
 )
 #: While events wait behind an older transaction (whose end sends no NOTIFY), look again after
