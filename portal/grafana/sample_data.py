@@ -167,47 +167,58 @@ def _blocks(promtool: str, path: Path, text: str, tsdb: Path) -> None:
         raise PortalError(f"promtool could not create blocks: {proc.stderr.strip()[-300:]}")
 
 
-def backfill_recording_rules(
-    tsdb: Path, start: datetime, end: datetime, rule_files: Sequence[Path] | None = None
-) -> int:
-    """Evaluate recording rules (by default the dashboards' own, ``prometheus/rules/
-    dashboards.yml``) every group interval over ``start``..``end`` of the history already in
-    ``tsdb``, as a live Prometheus would have; returns the blocks added.
-
-    promtool evaluates through a Prometheus query API, so a private one runs over ``tsdb`` for
-    the duration; start the Prometheus that serves the data after this (it loads the blocks)."""
+def recording_rule_blocks(
+    prom_url: str,
+    start: datetime,
+    end: datetime,
+    out: Path,
+    rule_files: Sequence[Path] | None = None,
+) -> list[Path]:
+    """TSDB blocks under ``out`` of the recording rules' series (by default the dashboards'
+    own, ``prometheus/rules/dashboards.yml``) over ``start``..``end``, evaluated every group
+    interval by promtool through the query API of the Prometheus at ``prom_url`` that holds the
+    raw history, as a live Prometheus would have recorded them."""
     promtool = shutil.which("promtool")
     if not promtool:
         raise PortalError("promtool not found; install the Debian package prometheus")
-    if rule_files is None:
-        rule_files = grafana_plugin.prometheus_rule_files()
+    files = grafana_plugin.prometheus_rule_files() if rule_files is None else rule_files
+    proc = subprocess.run(
+        # 24 h blocks like the raw history's: 2 h ones (promtool's default) would be hundreds
+        [promtool, "tsdb", "create-blocks-from", "rules", "--quiet", f"--url={prom_url}"]
+        + ["--max-block-duration=24h", f"--output-dir={out}"]
+        + [f"--start={int(start.timestamp())}", f"--end={int(end.timestamp())}"]
+        + [str(f) for f in files],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if proc.returncode != 0:
+        detail = (proc.stdout + proc.stderr).strip()[-300:]
+        raise PortalError(f"promtool could not backfill the recording rules: {detail}")
+    return sorted(b for b in out.iterdir() if (b / "meta.json").exists())
+
+
+def backfill_recording_rules(
+    tsdb: Path, start: datetime, end: datetime, rule_files: Sequence[Path] | None = None
+) -> int:
+    """Add to ``tsdb`` the recording rules' series over ``start``..``end`` of the history it
+    holds (``recording_rule_blocks``); returns the blocks added.
+
+    A private Prometheus serves ``tsdb`` to promtool meanwhile; start the one that serves the
+    data after this (it loads the new blocks)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    log = tsdb.parent / "prometheus-rules.log"
-    pid = serve_prometheus(tsdb, port, log)
+    pid = serve_prometheus(tsdb, port, tsdb.parent / "prometheus-rules.log")
     try:
         with tempfile.TemporaryDirectory(prefix="obs-rule-blocks-", dir=tsdb.parent) as tmp:
-            # 24 h blocks like the raw history's: 2 h ones (promtool's default) would be hundreds
-            proc = subprocess.run(
-                [promtool, "tsdb", "create-blocks-from", "rules", "--quiet"]
-                + [f"--url=http://127.0.0.1:{port}", "--max-block-duration=24h"]
-                + [f"--start={int(start.timestamp())}", f"--end={int(end.timestamp())}"]
-                + [f"--output-dir={tmp}", *map(str, rule_files)],
-                capture_output=True,
-                text=True,
-                timeout=1800,
+            blocks = recording_rule_blocks(
+                f"http://127.0.0.1:{port}", start, end, Path(tmp), rule_files
             )
-            if proc.returncode != 0:
-                raise PortalError(
-                    f"promtool could not backfill the recording rules: "
-                    f"{(proc.stdout + proc.stderr).strip()[-300:]}"
-                )
-            blocks = [b for b in Path(tmp).iterdir() if (b / "meta.json").exists()]
             process.stop(pid)
             pid = 0
             for block in blocks:
-                shutil.move(str(block), tsdb / block.name)
+                block.rename(tsdb / block.name)
     finally:
         if pid:
             process.stop(pid)
