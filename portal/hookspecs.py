@@ -170,3 +170,9 @@ def register_product_kinds() -> list[ProductKind]:
 @hookspec
 def register_work_kinds() -> list[WorkKind]:
     """Kinds of batch work the scheduler takes from its backlog."""
+
+
+@hookspec
+def batch_work_on_host(settings: Settings, host: str) -> list[str]:
+    """Batch jobs running on ``host`` now, one line each (a drain waits for them, a reboot
+    refuses while any run); raise ``PortalError`` when the batch system cannot tell."""

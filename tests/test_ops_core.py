@@ -390,6 +390,7 @@ def test_reboot_only_in_maintenance_then_waits_for_ssh_and_collector(
     off = runs.request(ops_cfg, OPERATOR, "maintenance", [host], {"mode": "off"}, "k done")
     assert run.state == "succeeded", run
     assert [(s.name, s.state) for s in run.steps] == [
+        ("batch work", "succeeded"),  # no batch system here: nothing running
         ("reboot", "succeeded"),
         ("ssh back", "succeeded"),
         ("collector back", "succeeded"),

@@ -553,17 +553,15 @@ def test_page_in_chromium_restart_confirmed_after_its_dry_run(
         (REPO / "docs" / "screenshots").mkdir(parents=True, exist_ok=True)
         d.save_screenshot(str(REPO / "docs" / "screenshots" / "operations.png"))
         d.find_element(By.ID, "ops-confirm-go").click()
-        state = b.wait(
-            lambda: (
-                d.find_element(By.ID, "ops-run-state").get_attribute("data-state")
-                in ("succeeded", "failed")
-                and d.find_element(By.ID, "ops-run-state")
-            ),
-            timeout=60,
-            what="the run's end",
-        )
-        assert "restart on " + host in state.text and "succeeded" in state.text, state.text
-        steps = d.find_element(By.ID, "ops-run-steps").text
+
+        def ended() -> str:  # read in one go: the live view re-renders the element meanwhile
+            shown = d.find_element(By.ID, "ops-run-state")
+            done = shown.get_attribute("data-state") in ("succeeded", "failed")
+            return shown.text if done else ""
+
+        state = b.wait(ended, timeout=60, what="the run's end")
+        assert "restart on " + host in state and "succeeded" in state, state
+        steps = b.wait(lambda: d.find_element(By.ID, "ops-run-steps").text, what="the steps")
         assert "health gate" in steps and "succeeded" in steps
         assert b.console_errors() == []
     assert fleet.unit_pid(host, "svc1")

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import yaml
 
+from portal.errors import PortalError
 from portal.readiness import http_ready
 from portal.sched import metrics
 from portal.sched import work as queue
@@ -336,3 +337,70 @@ def test_a_host_drained_by_operations_is_drained_in_slurm_and_resumed_after(
     env.slurm.drain(env.node, "an operator's own drain")
     sched.step()
     assert env.slurm.nodes()[0].reason == "an operator's own drain"  # not undone
+
+
+def test_an_operations_drain_waits_for_running_batch_work_and_a_reboot_refuses_meanwhile(
+    env: SlurmEnv,
+) -> None:
+    """Through the operations actions and their worker: a drain lists the batch job still
+    running on the node; a reboot then refuses before any command; a drain with a batch wait
+    ends only when the job has finished."""
+    import threading
+
+    import sqlalchemy as sa
+
+    from portal.auth.identity import Identity
+    from portal.db.engine import get_engine
+    from portal.inventory import registry
+    from portal.ops import runs
+    from portal.ops.tables import ops_drains
+    from portal.ops.worker import Worker
+
+    admin = Identity("tester", "user", "admin", "127.0.0.1", "req-sched")
+    registry.add_host(env.cfg, env.node, "compute")  # an ops target; no SSH is needed here
+    queue.enqueue(env.cfg, "t-long", ["drain-wait"])
+    sched = Scheduler(env.cfg, env.slurm, opts(env, max_pending=0))
+    _until(sched, lambda s: s.running == 1)
+    job = _ours(env, "RUNNING")[0]
+    worker = Worker(env.cfg, threads=2)
+    thread = threading.Thread(target=worker.serve, daemon=True)
+    thread.start()
+
+    def finished(run_id: int) -> runs.Run:
+        assert process.wait_until(lambda: runs.get(env.cfg, run_id).finished, 60)
+        return runs.get(env.cfg, run_id)
+
+    def note(run: runs.Run) -> str:
+        return next(s.detail for s in run.steps if s.name == "batch work")
+
+    try:
+        drained = finished(runs.request(env.cfg, admin, "drain", [env.node], {}, "PSU swap"))
+        assert drained.state == "succeeded", drained
+        assert f"1 still running, none will start: Slurm job {job.id} " in note(drained)
+        reboot = finished(runs.request(env.cfg, admin, "reboot", [env.node], {}, "PSU swap"))
+        assert reboot.state == "failed" and "1 batch job(s) still running" in (reboot.error or "")
+        assert [s.name for s in reboot.steps] == ["batch work"]  # no command was sent
+        waiting = runs.request(
+            env.cfg, admin, "drain", [env.node], {"batch_wait": "120s"}, "PSU swap"
+        )
+
+        def waits() -> bool:
+            steps = runs.get(env.cfg, waiting).steps
+            return any(s.name == "batch work" and s.state == "running" for s in steps)
+
+        assert process.wait_until(waits, 60), runs.get(env.cfg, waiting)
+        assert not runs.get(env.cfg, waiting).finished
+        env.slurm.cancel(job.id)  # the job ends
+        done = finished(waiting)
+        assert done.state == "succeeded", done
+        assert note(done).endswith("every running batch job finished")
+        registry.add_host(env.cfg, "st-not-in-slurm", "storage")
+        other = runs.request(env.cfg, admin, "drain", ["st-not-in-slurm"], {}, "disk swap")
+        assert note(finished(other)).endswith("no batch job running")  # not a Slurm node
+        with pytest.raises(PortalError, match="batch_wait"):
+            runs.request(env.cfg, admin, "drain", [env.node], {"batch_wait": "soon"}, "x")
+    finally:
+        worker.stop.set()
+        thread.join(timeout=60)
+        with get_engine(env.cfg.database_url).begin() as conn:
+            conn.execute(sa.delete(ops_drains))

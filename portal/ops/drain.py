@@ -3,6 +3,8 @@
 then those components are stopped (``stop`` verb, desired state ``stopped``) and undrain starts
 them again. The dry run lists what would stop: components, their beams (component label
 ``beams``) and the pointings of those beams in the last hour (what an hour of drain loses).
+Batch jobs already running finish where they are; with ``batch_wait`` the drain waits for them
+(like ``kubectl drain --timeout``) and fails if some still run after that long.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from portal.db.engine import get_engine
 from portal.db.tables import components, pointings
 from portal.errors import PortalError
 from portal.events import bus
+from portal.ops import batch
 from portal.ops.context import RunContext
-from portal.ops.runs import Forbidden, Request
+from portal.ops.runs import ActionFailed, Forbidden, Request
 from portal.ops.tables import ops_drains
 from portal.settings import Settings
+from portal.timeparse import parse_duration
 
 REAL_TIME = "real-time"
 
@@ -89,6 +93,7 @@ def pointings_per_hour(cfg: Settings, beams: list[int]) -> int:
 
 def check_drain(req: Request) -> None:
     """Real-time hosts need ``force`` from an admin; ``force`` itself needs an admin."""
+    wait_seconds(req.params.get("batch_wait", ""))
     force = req.params.get("force") == "yes"
     if force and not at_least(req.who.role, "admin"):
         raise Forbidden(f"drain --force needs role admin; {req.who.label} has {req.who.role}")
@@ -101,8 +106,42 @@ def check_drain(req: Request) -> None:
             )
 
 
+def wait_seconds(raw: str) -> float:
+    return parse_duration(raw, "batch_wait").total_seconds() if raw else 0.0
+
+
+def wait_for_batch_work(ctx: RunContext, host: str, wait: float) -> None:
+    """List the batch jobs still running on ``host``; with ``wait``, wait until none is left."""
+    what = f"running jobs finish within {wait:g} s" if wait else "running jobs finish by themselves"
+    with ctx.step("batch work", host, what) as step:
+        try:
+            jobs = batch.running(ctx.cfg, host)
+        except PortalError as exc:
+            if wait:
+                raise ActionFailed(f"{host}: cannot tell whether batch work runs: {exc}") from None
+            step.note(f"the batch system cannot tell: {exc}")
+            return
+        if jobs and wait and not ctx.dry_run:
+
+            def finished() -> bool:
+                jobs[:] = batch.running(ctx.cfg, host)
+                return not jobs
+
+            if not ctx.wait_until(finished, wait, interval=5.0):
+                raise ActionFailed(
+                    f"{host}: {len(jobs)} batch job(s) still running after {wait:g} s: "
+                    + batch.describe(jobs)
+                )
+            step.note("every running batch job finished")
+        elif jobs:
+            step.note(f"{len(jobs)} still running, none will start: {batch.describe(jobs)}")
+        else:
+            step.note("no batch job running")
+
+
 def run_drain(ctx: RunContext) -> dict[str, Any]:
     force = ctx.params.get("force") == "yes"
+    wait = wait_seconds(ctx.params.get("batch_wait", ""))
     known = drains(ctx.cfg)
     for host in ctx.hosts:
         rt = real_time(ctx.cfg, host)
@@ -123,10 +162,12 @@ def run_drain(ctx: RunContext) -> dict[str, Any]:
             ctx.command(host, "stop", unit=comp["unit"], step=f"stop {comp['name']}")
             if not ctx.dry_run:
                 _desired(ctx.cfg, host, comp["name"], "stopped")
-        with ctx.step("drain", host, "no new batch work") as step:
-            if ctx.dry_run:
+        if ctx.dry_run:
+            with ctx.step("drain", host, "no new batch work") as step:
                 step.note("dry run: not recorded")
-                continue
+            wait_for_batch_work(ctx, host, wait)  # lists what is running, waits for nothing
+            continue
+        with ctx.step("drain", host, "no new batch work"):
             stmt = insert(ops_drains).values(
                 host=host,
                 actor=ctx.run.actor,
@@ -146,6 +187,7 @@ def run_drain(ctx: RunContext) -> dict[str, Any]:
             )
             with get_engine(ctx.cfg.database_url).begin() as conn:
                 conn.execute(stmt)
+        wait_for_batch_work(ctx, host, wait)
         ctx.after[host] = {"drained": True, "stopped": [c["name"] for c in rt] if force else []}
         bus.publish(
             ctx.cfg.database_url,

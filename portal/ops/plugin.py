@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 HOST_LIST = r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}"
 FORCE = r"(|yes|no)"
 UNTIL = r"(|[0-9A-Za-z:+.\- ]{1,40})"  # a time or duration, parsed by portal.timeparse
+WAIT = r"(|[0-9]{1,5}(s|m|h))"  # how long a drain waits for running batch jobs
 
 
 @hookimpl
@@ -134,8 +135,9 @@ def register_ops_actions() -> list[OpsAction]:
         ),
         OpsAction(
             "drain",
-            "No new batch work on hosts; refuses real-time hosts unless an admin forces it.",
-            params={"force": FORCE},
+            "No new batch work on hosts (with batch_wait: until running jobs finish); refuses "
+            "real-time hosts unless an admin forces it.",
+            params={"force": FORCE, "batch_wait": WAIT},
             run="portal.ops.drain:run_drain",
             check="portal.ops.drain:check_drain",
             dangerous=True,

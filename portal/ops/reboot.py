@@ -1,5 +1,6 @@
-"""Reboot a host: only one in maintenance or drained (an admin may force it); then wait until
-SSH answers again and its collector is scraped as up, and report how long it took.
+"""Reboot a host: only one in maintenance or drained, and running no batch job (an admin may
+force it); then wait until SSH answers again and its collector is scraped as up, and report how
+long it took.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 from portal.auth.roles import at_least
 from portal.errors import PortalError
 from portal.inventory import registry
-from portal.ops import health, templates
+from portal.ops import batch, health, templates
 from portal.ops.context import RunContext
 from portal.ops.drain import drained_hosts
 from portal.ops.restart import gate_seconds
@@ -33,10 +34,31 @@ def check(req: Request) -> None:
             )
 
 
+def no_batch_work(ctx: RunContext, host: str) -> None:
+    """A reboot kills the batch jobs running there: refuse unless forced (drain with
+    ``batch_wait`` first); a batch system that cannot tell is noted, not a refusal."""
+    with ctx.step("batch work", host, "none running") as step:
+        try:
+            jobs = batch.running(ctx.cfg, host)
+        except PortalError as exc:
+            step.note(f"the batch system cannot tell: {exc}")
+            return
+        if not jobs:
+            step.note("no batch job running")
+        elif ctx.params.get("force") == "yes":
+            step.note(f"forced: {len(jobs)} batch job(s) will be killed: {batch.describe(jobs)}")
+        else:
+            raise ActionFailed(
+                f"{host}: {len(jobs)} batch job(s) still running ({batch.describe(jobs)}); "
+                "drain it with --batch-wait first, or an admin forces the reboot"
+            )
+
+
 def run(ctx: RunContext) -> dict[str, Any]:
     host = ctx.hosts[0]
     found = registry.get_host(ctx.cfg, host)
     ctx.before[host] = {"state": found.state if found else None}
+    no_batch_work(ctx, host)
     started = time.monotonic()
     result = ctx.command(host, "reboot", check=False)
     since = datetime.now(UTC)  # only a scrape after the reboot command proves the collector

@@ -18,6 +18,9 @@ from portal.hookspecs import Component, Dashboard, WorkKind, hookimpl, portal_ar
 from portal.lazy import LazyCommand
 from portal.resources import shipped
 
+#: where Slurm's commands look for the cluster when no setting names one
+SYSTEM_SLURM_CONF = Path("/etc/slurm/slurm.conf")
+
 if TYPE_CHECKING:
     from portal.settings import Setting, Settings
 
@@ -72,3 +75,20 @@ def register_dashboards() -> list[Dashboard]:
 @hookimpl
 def prometheus_rule_files() -> list[Path]:
     return [shipped("prometheus") / "rules" / "sched.yml"]
+
+
+@hookimpl
+def batch_work_on_host(settings: Settings, host: str) -> list[str]:
+    from portal.sched.options import slurm_conf
+    from portal.sched.slurm import Slurm, SlurmError
+
+    conf = slurm_conf(settings)
+    if conf is None and not SYSTEM_SLURM_CONF.exists():
+        return []  # no Slurm here: no batch work of ours anywhere
+    try:
+        jobs = Slurm(locate=lambda: conf).running_on(host)
+    except SlurmError as exc:
+        if "Invalid node name" in str(exc):
+            return []  # not a node of the cluster: no batch work there
+        raise
+    return [f"Slurm job {job}" for job in jobs]

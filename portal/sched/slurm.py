@@ -244,6 +244,13 @@ class Slurm:
         doc = self._json(["squeue", "--all", "--states=all", "--json"])
         return [_job(j) for j in doc.get("jobs", [])]
 
+    def running_on(self, node: str) -> list[str]:
+        """``id name`` of each job running on ``node`` (plain ``squeue``: its filters work)."""
+        out = self._run(
+            ["squeue", "--noheader", f"--nodelist={node}", "--states=RUNNING", "--format=%i %j"]
+        )
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
     def nodes(self) -> list[Node]:
         return [_node(n) for n in self._json(["sinfo", "--json"]).get("nodes", [])]
 
