@@ -1,6 +1,6 @@
 """Real-time pipeline: L1 data rate per beam and host, packet loss, DM adjustments, lag.
 
-Packet loss, lag and RFI read the per-minute series of prometheus/rules/dashboards.yml, not
+Packet loss, lag and RFI read the 5-minute series of prometheus/rules/dashboards.yml, not
 the raw per-beam ones: a month-wide view stays fast, and each point is the worst 5 minutes of
 its interval, so a spike at 3 a.m. still shows at any zoom.
 """
@@ -14,7 +14,7 @@ from portal.grafana.kit import Sql, dashboard, prom, prom_variable, table, times
 
 SEL = 'host=~"$host", beam=~"$beam"'
 BY = "sum by (host, beam)"
-RULE_INTERVAL = "1m"  # the evaluation interval of the obsportal-dashboards rule group
+RULE_INTERVAL = "5m"  # the evaluation interval of the obsportal-dashboards rule group
 
 
 def recorded(expr: str, legend: str) -> prometheus.Dataquery:
