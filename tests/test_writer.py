@@ -106,3 +106,72 @@ def test_unique_keyed_table_replays_by_plain_copy_and_still_dedupes(
             "SELECT count(*), count(DISTINCT seq) FROM log_lines WHERE source = %s", (source,)
         ).fetchone()
     assert row == (50, 50)
+
+
+def test_durable_batches_go_from_memory_and_a_foreign_record_from_disk(
+    database_url: str, tmp_path: Path
+) -> None:
+    """What a durable writer spooled itself is sent from memory, at most ``queue_rows`` rows
+    kept; a record another hand appended to the same segment is still delivered."""
+    host = f"m-{uuid.uuid4().hex[:6]}"
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    # plain values (a datetime would come back from the spool's JSON as text: sent from disk)
+    rows = [(r[0].isoformat(), *r[1:]) for r in _rows(600, host, start)]
+    dead = "postgresql://postgres@127.0.0.1:1/none"
+
+    def writer(name: str) -> WritePath:
+        return WritePath(
+            dead, "metric_samples", spool_dir=tmp_path, name=name, durable=True, queue_rows=250
+        )
+
+    bounded = writer("bounded")
+    bounded.write_many(rows[:100])
+    bounded.write_many(rows[100:200])
+    assert bounded._memo_rows == 200  # the database is away: nothing was sent
+    bounded.write_many(rows[200:300])  # beyond queue_rows: read back from disk
+    bounded.write_many(rows[300:400])
+    assert 100 <= bounded._memo_rows <= 250
+    bounded.url = database_url  # the database "returns"
+    assert bounded.flush(30)
+    bounded.close()
+    assert bounded._memo_rows == 0 and bounded.spool.empty()
+    assert _count(database_url, host) == (400, 400)
+
+    foreign = writer("foreign")
+    foreign._stop = True  # no flusher: the next two appends go to one open segment
+    foreign._wake.set()
+    foreign._thread.join(5)
+    foreign.write_many(rows[400:500])
+    foreign.spool.append(foreign._jsonable(rows[500:600]))  # not through the writer
+    foreign.url = database_url
+    assert foreign._replay()
+    foreign.close(timeout=0.1)
+    assert foreign._memo_rows == 0 and foreign.spool.empty()
+    assert _count(database_url, host) == (600, 600)
+
+
+def test_a_durable_writer_sends_its_memory_as_it_spooled_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Rows sent from memory are the rows a replay from disk would send: a later reader of
+    the spool finds nothing left, and the table holds each row once with its values."""
+    source = f"test:{uuid.uuid4().hex[:8]}"
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    stamp = now.isoformat()
+    rows = [
+        (stamp, "h", "c", "INFO", f"line {i} \u00e9", '{"file": "/x"}', source, i)
+        for i in range(3000)
+    ]
+    w = WritePath(database_url, "log_lines", spool_dir=tmp_path, durable=True)
+    for k in range(0, 3000, 500):
+        w.write_many(rows[k : k + 500])
+    assert w.flush(30)
+    w.close()
+    assert Spool(tmp_path / "log_lines").empty()
+    with psycopg.connect(db_engine.libpq_dsn(database_url)) as conn:
+        got = conn.execute(
+            "SELECT count(*), count(DISTINCT seq), min(message), max(time) FROM log_lines "
+            "WHERE source = %s",
+            (source,),
+        ).fetchone()
+    assert got == (3000, 3000, "line 0 \u00e9", now)

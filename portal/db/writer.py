@@ -5,7 +5,8 @@ database is unreachable, batches go to an fsync'd on-disk spool, replayed in ord
 returns. Replays go through a staging table with ``ON CONFLICT DO NOTHING`` on each table's
 idempotency key, so a batch delivered twice (crash after commit, retry) is stored once.
 With ``durable=True`` every batch is spooled before ``write_many`` returns, so even ``kill -9``
-of the producer loses nothing it was told was written.
+of the producer loses nothing it was told was written. The writer keeps what it spooled itself
+in memory too (bounded), so the flusher sends it without reading the segment back.
 
 Rows are made storable before they are sent (``portal.db.storable``: no NUL or lone
 surrogates in text, no NaN in JSON). When the database still refuses a batch because of its
@@ -19,8 +20,10 @@ the database is away or cannot take rows now: the batch stays spooled and is ret
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
+import operator
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -58,6 +61,9 @@ CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, DatabaseU
 #: SQLSTATE classes that blame the data: data exception, integrity constraint, program limit
 #: (e.g. an index row too large)
 ROW_ERROR_CLASSES = ("22", "23", "54")
+#: value types a spool record gives back as they went in (JSON round trip): rows made only of
+#: these may be sent from memory instead of from the segment they were spooled to
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def is_row_error(exc: BaseException) -> bool:
@@ -186,6 +192,10 @@ class WritePath:
         self.name = name or table
         self.batch_rows, self.flush_seconds, self.queue_rows = batch_rows, flush_seconds, queue_rows
         self.spool = Spool(Path(spool_dir) / self.name)
+        #: batches this writer spooled, by segment, with the segment's size after the last one
+        self._memo: dict[Path, tuple[list[Sequence[Sequence[Any]]], int]] = {}
+        self._memo_rows = 0
+        self._memo_lock = threading.Lock()  # an append and its memo entry go together
         self._buffer: list[Sequence[Any]] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -208,7 +218,7 @@ class WritePath:
         if not batch:
             return
         if self.durable:
-            self.spool.append(self._jsonable(batch))
+            self._spool(batch)
             ROWS.labels(self.name, "spooled").inc(len(batch))
             self._idle.clear()
             self._wake.set()
@@ -222,7 +232,7 @@ class WritePath:
             elif len(self._buffer) >= self.batch_rows:
                 self._wake.set()
         if overflow:  # memory bound reached: keep rows on disk rather than block or drop
-            self.spool.append(self._jsonable(overflow))
+            self._spool(overflow)
             ROWS.labels(self.name, "spooled").inc(len(overflow))
             self._wake.set()
 
@@ -249,7 +259,7 @@ class WritePath:
         with self._lock:
             rest, self._buffer = self._buffer, []
         if rest:
-            self.spool.append(self._jsonable(rest))
+            self._spool(rest)
         self.spool.close()
         if self._conn is not None:
             self._conn.close()
@@ -277,7 +287,7 @@ class WritePath:
                 self._idle.set()
                 return
             if not self._deliver(self._storable(self._prepare(batch)), dedupe=False):
-                self.spool.append(self._jsonable(batch))
+                self._spool(batch)
                 ROWS.labels(self.name, "spooled").inc(len(batch))
                 self._spool_buffer()
                 return
@@ -287,19 +297,85 @@ class WritePath:
         with self._lock:
             rest, self._buffer = self._buffer, []
         if rest:
-            self.spool.append(self._jsonable(rest))
+            self._spool(rest)
             ROWS.labels(self.name, "spooled").inc(len(rest))
+
+    def _spool(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Append ``rows`` to the spool (fsync'd); keep them in memory too while within bounds,
+        so that the flusher need not read them back."""
+        batch = self._jsonable(rows)
+        plain = set(map(type, itertools.chain.from_iterable(batch))) <= _PLAIN
+        with self._memo_lock:  # no segment is removed meanwhile (see _replay)
+            before = self._newest()
+            self.spool.append(batch)
+            after = self._newest()
+            if after is None:  # cannot happen: the append made or grew one
+                return
+            path, size = after
+            known = self._memo.pop(path, None)
+            if known is not None:
+                self._memo_rows -= sum(len(b) for b in known[0])
+            if before is not None and before[0] == path:  # appended to the open segment
+                batches = known[0] if known is not None and known[1] == before[1] else None
+            else:  # a new segment: it holds this batch only
+                batches = []
+            kept = len(batch) + (sum(len(b) for b in batches) if batches else 0)
+            if batches is None or not plain or self._memo_rows + kept > self.queue_rows:
+                self.spool.seal()  # read back from disk; the next append starts a new segment
+                return
+            batches.append(batch)
+            self._memo[path] = (batches, size)
+            self._memo_rows += kept
+
+    def _newest(self) -> tuple[Path, int] | None:
+        """The newest segment (the open one, if any: see ``Spool._rotate``) and its size."""
+        segments = self.spool.segments()
+        if not segments:
+            return None
+        try:
+            return segments[-1], segments[-1].stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def _spooled(self) -> Iterator[tuple[Path, list[Sequence[Sequence[Any]]]]]:
+        """The spooled segments, oldest first, with their batches: from memory when this writer
+        spooled all of them and nothing else was appended, else read from disk."""
+        with self._memo_lock:
+            self.spool.seal()  # later appends go to a newer segment, never these
+            paths = self.spool.segments()
+            kept: dict[Path, list[Sequence[Sequence[Any]]]] = {}
+            for path in paths:
+                known = self._memo.get(path)
+                try:
+                    same = known is not None and known[1] == path.stat().st_size
+                except FileNotFoundError:
+                    same = False
+                if not same or known is None:
+                    break
+                kept[path] = known[0]
+        if len(kept) == len(paths):
+            yield from kept.items()
+            return
+        taken = set(paths)
+        for path, records in self.spool.oldest():
+            if path not in taken:
+                return  # newer than this pass: the next one delivers it
+            yield path, [r.rows for r in records]
 
     def _replay(self) -> bool:
         """Deliver spooled segments oldest first; True when the spool is empty."""
         # With a unique index, a plain COPY is safe (a duplicate raises and falls back to the
         # deduplicating path) and about twice as cheap as staging every batch.
         direct = self.table in ENFORCED_KEYS
-        for path, records in self.spool.oldest():
-            for record in records:
-                if not self._deliver(self._storable(record.rows), dedupe=not direct):
+        for path, batches in self._spooled():
+            for rows in batches:
+                if not self._deliver(self._storable(rows), dedupe=not direct):
                     return False
-            self.spool.remove(path)
+            with self._memo_lock:
+                self.spool.remove(path)
+                known = self._memo.pop(path, None)
+                if known is not None:
+                    self._memo_rows -= sum(len(b) for b in known[0])
         return True
 
     def _deliver(self, rows: Sequence[Sequence[Any]], dedupe: bool) -> bool:
@@ -377,8 +453,8 @@ class WritePath:
     def _prepare(self, rows: list[Sequence[Any]]) -> list[Sequence[Any]]:
         """JSON columns as JSON text ``jsonb`` accepts (dicts and lists are serialised here)."""
         idx = self._json_idx
-        if not idx:
-            return rows
+        if not idx or all(set(map(type, map(operator.itemgetter(i), rows))) <= {str} for i in idx):
+            return rows  # already text, as the log shipper sends them
         out: list[Sequence[Any]] = []
         for row in rows:
             row = list(row)
@@ -390,6 +466,8 @@ class WritePath:
 
     def _storable(self, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
         """The last line of defence: no NUL or lone surrogate in text, no NaN in JSON text."""
+        if self._clean(rows):
+            return rows
         json_idx = set(self._json_idx)
         out: list[Sequence[Any]] | None = None
         for n, row in enumerate(rows):
@@ -413,8 +491,26 @@ class WritePath:
                 out[n] = fixed
         return rows if out is None else out
 
-    def _jsonable(self, rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
-        return [list(r) for r in self._prepare(list(rows))]
+    def _clean(self, rows: Sequence[Sequence[Any]]) -> bool:
+        """True when ``_storable`` would change nothing: one test over all the batch's text at
+        once (no NUL, nothing UTF-8 cannot encode, no text JSON cleaning looks at)."""
+        text = "".join([v for row in rows for v in row if type(v) is str])
+        if "\x00" in text:
+            return False
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        for i in self._json_idx:
+            body = "".join([v for v in map(operator.itemgetter(i), rows) if type(v) is str])
+            if "NaN" in body or "Infinity" in body or "\\u" in body:
+                return False  # perhaps something clean_json_text changes: look row by row
+        return True
+
+    def _jsonable(self, rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+        """Rows as spooled: JSON columns as text; tuples (a caller may reuse its lists)."""
+        return [r if type(r) is tuple else tuple(r) for r in self._prepare(list(rows))]
 
     def _report(self) -> None:
         SPOOL_BYTES.labels(self.name).set(self.spool.size_bytes())
