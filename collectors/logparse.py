@@ -9,9 +9,11 @@ JSON or logfmt escapes) become U+FFFD, NaN/Infinity in JSON values become the st
 ``...[truncated N chars]`` marker: the message at ``MAX_MESSAGE_CHARS``, each label key at
 ``MAX_LABEL_KEY_CHARS``, each label value at ``MAX_LABEL_VALUE_CHARS`` (a nested value as its
 JSON text), and labels beyond ``MAX_LABELS_CHARS`` of JSON in total are dropped, counted in a
-``_truncated`` label. A record's own ``host``/``component`` keys are labels like any other (the
-shipper stores them as ``record_host``/``record_component``); the shipper's host and component
-columns are cut at ``MAX_NAME_CHARS``.
+``_truncated`` label. A JSON line nested deeper than ``MAX_JSON_DEPTH`` is read as plain text,
+and a numeric level of ``NaN``/``Infinity`` is a level like any number. A record's own
+``host``/``component`` keys are labels like any other (the shipper stores them as
+``record_host``/``record_component``); the shipper's host and component columns are cut at
+``MAX_NAME_CHARS``.
 
 Terminal colour codes (ANSI escapes) are removed before anything else. A record may span lines
 (a Python traceback): ``parse_line`` takes its text joined by ``\n``, reads the time and level
@@ -21,10 +23,12 @@ which lines open a record.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from json.scanner import make_scanner
 from typing import Any
 
 from portal.db.storable import clean_text, clean_value, truncate
@@ -58,9 +62,24 @@ _ALIASES = {
     "ALERT": "CRITICAL",
     "EMERG": "CRITICAL",
 }
+#: a level word as written (``info``, ``Warning``, ``ERROR``): its stored level in one look-up
+_LEVEL_SPELLINGS = {
+    spelling: level
+    for alias, level in _ALIASES.items()
+    for spelling in (alias, alias.lower(), alias.capitalize())
+}
 _TIME_KEYS = ("time", "ts", "timestamp", "@timestamp", "t", "asctime", "date")
 _LEVEL_KEYS = ("level", "lvl", "severity", "levelname", "loglevel")
 _MSG_KEYS = ("msg", "message", "log", "event")
+_KNOWN_KEYS = frozenset({*_TIME_KEYS, *_LEVEL_KEYS, *_MSG_KEYS})
+#: deeper JSON is read as text: the decoder would exhaust the stack (RecursionError), at a
+#: depth that depends on the caller's, and parsing must not depend on where it is called from
+MAX_JSON_DEPTH = 200
+# what json.loads runs, without its wrapping (typeshed wants the C scanner's own type here)
+_JSON_SCAN = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+_BRACKETS = {"[": 1, "{": 1, "]": -1, "}": -1}
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 # 2026-12-01T06:50:38.123Z, 2026-12-01 06:50:38,123 +0000, ...
 _ISO = re.compile(
@@ -105,7 +124,7 @@ _LEVEL_START = re.compile(r"\[?(?:" + _LEVEL_ALT + r")\b")
 HEAD, CONTINUATION, OTHER = "head", "continuation", "other"
 
 
-@dataclass
+@dataclass(slots=True)
 class Parsed:
     """One parsed line; ``time`` is None when the line carries no timestamp."""
 
@@ -118,12 +137,13 @@ class Parsed:
 def normalize_level(raw: object, default: str = "INFO") -> str:
     """Map level spellings (warn, ERR, fatal, 30, ...) onto the five stored levels."""
     if isinstance(raw, int | float) and not isinstance(raw, bool):
-        number = int(raw)  # Python logging numbers
+        # Python logging numbers; compared as they are (int() of NaN or Infinity raises)
         for threshold, name in ((50, "CRITICAL"), (40, "ERROR"), (30, "WARNING"), (20, "INFO")):
-            if number >= threshold:
+            if raw >= threshold:
                 return name
         return "DEBUG"
-    return _ALIASES.get(str(raw).strip().upper(), default)
+    level = _LEVEL_SPELLINGS.get(raw) if type(raw) is str else None
+    return level or _ALIASES.get(str(raw).strip().upper(), default)
 
 
 def parse_time(raw: object) -> datetime | None:
@@ -140,7 +160,7 @@ def parse_time(raw: object) -> datetime | None:
             return None
     if not isinstance(raw, str):
         return None
-    if _EPOCH_TEXT.fullmatch(raw.strip()):  # "1764597903.5" in a JSON string or logfmt
+    if ":" not in raw and _EPOCH_TEXT.fullmatch(raw.strip()):  # "1764597903.5" (JSON, logfmt)
         return parse_time(float(raw))
     try:  # fast path: the common ISO forms (C code); odd ones go through the regex
         when = datetime.fromisoformat(raw)
@@ -181,12 +201,15 @@ def line_kind(line: str) -> str:
     ``OTHER`` (``ValueError: bad``, a plain print) continues a record whose first line is a
     ``HEAD`` and stands alone otherwise. ``line`` has no escapes (``strip_ansi``).
     """
-    if not line or _CONTINUATION.match(line):
+    if not line:
+        return CONTINUATION
+    if line[0] == "{":  # JSON, and no continuation starts so
+        return HEAD
+    if _CONTINUATION.match(line):
         return CONTINUATION
     if (
-        line[0] == "{"
+        _LOGFMT_START.match(line)
         or _ISO_TEXT.search(line, 0, 64)
-        or _LOGFMT_START.match(line)
         or _PRI.match(line)
         or _LEVEL_START.match(line)
         or _other_time(line, 64)
@@ -201,18 +224,29 @@ def parse_line(line: str) -> Parsed:
     ``line`` may hold a whole record (lines joined by ``\n``): the first line is parsed, the
     others are appended to its message.
     """
-    line = clean_text(strip_ansi(line))  # PostgreSQL text cannot hold NUL or lone surrogates
-    line, more, rest = line.partition("\n")
-    parsed = _parse(line)
-    if more:
+    if "\x1b" in line:
+        line = _ANSI.sub("", line)
+    if "\x00" in line or not line.isascii():
+        line = clean_text(line)  # PostgreSQL text cannot hold NUL or lone surrogates
+    if "\n" in line:
+        line, _, rest = line.partition("\n")
+        parsed = _parse(line)
         parsed.message = f"{parsed.message}\n{rest}"
+    else:
+        parsed = _parse(line)
     # escapes (\u0000, \ud800) and NaN decode to what PostgreSQL refuses; fields may be huge
-    parsed.message = truncate(clean_text(parsed.message), MAX_MESSAGE_CHARS)
+    message = parsed.message
+    if "\x00" in message or not message.isascii():
+        message = clean_text(message)
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = truncate(message, MAX_MESSAGE_CHARS)
+    parsed.message = message
     if parsed.labels:
-        if _DECODED_SUSPECT.search(line):
+        if ("NaN" in line or "Infinity" in line or "\\u" in line) and _DECODED_SUSPECT.search(line):
             parsed.labels = clean_value(parsed.labels)
-        if len(line) > MAX_LABEL_VALUE_CHARS // 2 or any(
-            len(k) > MAX_LABEL_KEY_CHARS for k in parsed.labels
+        if len(line) > MAX_LABEL_VALUE_CHARS // 2 or (
+            len(line) > MAX_LABEL_KEY_CHARS  # a key is never longer than the line it came from
+            and any(len(k) > MAX_LABEL_KEY_CHARS for k in parsed.labels)
         ):  # a shorter line's labels are within every limit, even re-encoded
             parsed.labels = limit_labels(parsed.labels)
     return parsed
@@ -261,9 +295,38 @@ def _pick(obj: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, Any]:
     return None, None
 
 
+def _without(obj: dict[str, Any], *keys: str | None) -> dict[str, Any]:
+    """A copy of ``obj`` without ``keys`` (None: no key), in its order."""
+    out = obj.copy()
+    for key in keys:
+        if key is not None:
+            out.pop(key, None)
+    return out
+
+
+def _json_object(text: str) -> Any:
+    """``json.loads(text)`` (``text`` starts with ``{``); ValueError also for nesting deeper
+    than ``MAX_JSON_DEPTH``."""
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _json_depth(text) > MAX_JSON_DEPTH:
+        raise ValueError("JSON nested too deep")
+    try:
+        obj, end = _JSON_SCAN(text, 0)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    if end != len(text):
+        return json.loads(text)  # trailing data: json's own verdict (whitespace, or an error)
+    return obj
+
+
+def _json_depth(text: str) -> int:
+    """How deep brackets nest in ``text``, outside its JSON strings."""
+    brackets = _NOT_BRACKETS.sub("", _JSON_STRING.sub("", text))
+    return max(itertools.accumulate(map(_BRACKETS.__getitem__, brackets)), default=0)
+
+
 def _parse_json(text: str) -> Parsed | None:
     try:
-        obj = json.loads(text)
+        obj = _json_object(text)
     except ValueError:
         return None
     if not isinstance(obj, dict):
@@ -271,8 +334,7 @@ def _parse_json(text: str) -> Parsed | None:
     tkey, traw = _pick(obj, _TIME_KEYS)
     lkey, lraw = _pick(obj, _LEVEL_KEYS)
     mkey, mraw = _pick(obj, _MSG_KEYS)
-    used = {tkey, lkey, mkey}
-    labels = {k: v for k, v in obj.items() if k not in used}
+    labels = _without(obj, tkey, lkey, mkey)
     message = mraw if isinstance(mraw, str) else (json.dumps(mraw) if mkey else text)
     return Parsed(
         parse_time(traw) if tkey else None,
@@ -295,16 +357,15 @@ def _unquote(value: str) -> str:
 
 
 def _parse_logfmt(text: str) -> Parsed | None:
-    pairs = {k: _unquote(v) for k, v in _LOGFMT.findall(text)}
-    if not pairs or not (set(pairs) & {*_TIME_KEYS, *_LEVEL_KEYS, *_MSG_KEYS}):
+    pairs = {k: v if v[:1] != '"' else _unquote(v) for k, v in _LOGFMT.findall(text)}
+    if _KNOWN_KEYS.isdisjoint(pairs):
         return None  # a plain sentence that merely contains '='
     tkey, traw = _pick(pairs, _TIME_KEYS)
     lkey, lraw = _pick(pairs, _LEVEL_KEYS)
     mkey, mraw = _pick(pairs, _MSG_KEYS)
     if tkey is None and mkey is None:
         return None
-    used = {tkey, lkey, mkey}
-    labels = {k: v for k, v in pairs.items() if k not in used}
+    labels = _without(pairs, tkey, lkey, mkey)
     return Parsed(
         parse_time(traw) if tkey else None,
         normalize_level(lraw) if lkey else "INFO",

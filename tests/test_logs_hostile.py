@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from collectors.logparse import (
+    MAX_JSON_DEPTH,
     MAX_LABEL_KEY_CHARS,
     MAX_LABEL_VALUE_CHARS,
     MAX_MESSAGE_CHARS,
@@ -131,3 +132,16 @@ def test_oversize_fields_are_cut_with_a_marker() -> None:
     assert parse_line(json.dumps({"msg": "m", "x": float("inf")})).labels == {"x": "Infinity"}
     (key,) = parse_line(json.dumps({"msg": "m", "k" * 300: 1})).labels
     assert key == "k" * MAX_LABEL_KEY_CHARS + "...[truncated 44 chars]"
+
+
+def test_deep_json_and_non_finite_levels_are_read_not_raised() -> None:
+    """JSON nested deeper than the decoder's stack once raised RecursionError, and a level of
+    ``NaN``/``Infinity`` raised in ``int()``: either line stopped the shipper at every start."""
+    deep = '{"msg": "m", "x": ' + "[" * 5000 + "]" * 5000 + "}"
+    parsed = parse_line(deep)
+    assert parsed.message == deep and parsed.labels == {}  # read as text, whole
+    shallow = '{"msg": "m", "x": ' + "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1) + "}"
+    assert parse_line(shallow).message == "m"
+    levels = [parse_line(f'{{"msg": "m", "level": {v}}}').level for v in ("NaN", "Infinity")]
+    assert levels == ["DEBUG", "CRITICAL"]
+    assert parse_line('{"msg": "m", "level": -Infinity}').level == "DEBUG"
