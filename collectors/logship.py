@@ -60,6 +60,7 @@ ROTATED_GRACE_S = 5.0  # keep reading a rotated-away file this long after its la
 STORE_RETRY_S = 5.0  # a store that did not answer a source lookup is asked again after this
 PARTIAL_AFTER_S = 5.0  # a file quiet this long: its last record (or unfinished line) is shipped
 MAX_RECORD_BYTES = MAX_MESSAGE_CHARS  # a longer multi-line record is cut into several rows
+_ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips: a line of only these is blank
 #: A record's own keys that would read as the row's columns, and the labels they become.
 RECORD_LABELS = {"host": "record_host", "component": "record_component"}
 
@@ -387,10 +388,10 @@ class Shipper:
                 records.pop()  # perhaps unfinished: read again from its start next time
             offset, last = entry.offset, entry.last_time
             pos = shipped = 0
-            for start, stop, text in records:
-                if len(rows) >= self.max_lines:
-                    break
-                row, last = self._row(entry, offset + start, text, last)
+            taken = self.record_of.get(key, ())
+            room = self.max_lines - len(rows)
+            for start, stop, text in records[:room]:
+                row, last = self._row(entry, offset + start, text, last, taken)
                 rows.append(row)
                 pos, shipped = stop, shipped + 1
             if quiet and shipped == len(records):
@@ -400,23 +401,28 @@ class Shipper:
         return rows, progress
 
     def _row(
-        self, entry: FileState, seq: int, text: str, last: float | None
+        self, entry: FileState, seq: int, text: str, last: float | None, taken: tuple[str, ...]
     ) -> tuple[tuple[Any, ...], float | None]:
+        """One record's row, and the newest time of its file so far. ``taken``: the columns
+        its source takes from the record's fields."""
         parsed = parse_line(text)
-        if parsed.time is not None:
-            when = parsed.time
-            last = max(last or 0.0, when.timestamp())
+        when = parsed.time
+        if when is not None:
+            seen, floor = when.timestamp(), last or 0.0
+            last = seen if seen > floor else floor
         else:  # continuation or timestamp-less line: deterministic, from the saved state
             when = datetime.fromtimestamp(max(last or 0.0, self.clock), UTC)
         labels = parsed.labels
         host, component = self.host, entry.component
-        taken = self.record_of.get(entry.key, ())
         if taken:  # a source declared ;record=...: those fields are the row's columns
-            if "host" in taken and labels.get("host"):
-                host = truncate(str(labels["host"]), MAX_NAME_CHARS)
-            if "component" in taken and labels.get("component"):
-                component = truncate(str(labels["component"]), MAX_NAME_CHARS)
-            labels = {k: v for k, v in labels.items() if k not in taken}
+            for name in taken:  # popped from the parser's own dict, made for this row
+                value = labels.pop(name, None)
+                if value:
+                    value = truncate(str(value), MAX_NAME_CHARS)
+                    if name == "host":
+                        host = value
+                    elif name == "component":
+                        component = value
         # otherwise the columns are the shipper's: a record's own host/component (Prometheus's
         # logfmt has component=...) is kept as a label beside them, never in their place
         if "host" in labels or "component" in labels:
@@ -424,11 +430,10 @@ class Shipper:
         if labels:
             labels_json = json.dumps({**labels, "file": entry.path})
         else:  # the common case: one JSON text per file, built once
-            labels_json = self._file_labels(entry)
+            labels_json = self._labels_cache.get(entry.path) or self._file_labels(entry)
         # ISO text, not datetime: the spool's JSON and COPY both take it as is, cheaply
-        stamp = when.isoformat()
         row = (
-            stamp,
+            when.isoformat(),
             host,
             component,
             parsed.level,
@@ -524,24 +529,40 @@ def _records(chunk: bytes, end: int, start: re.Pattern[str] | None) -> list[tupl
     lines: list[str] = []
     rec_start = rec_stop = keep = 0  # keep: the record's lines up to its last non-blank one
     rec_head = False  # the current record's first line looks like a record start
+    data = chunk if end == len(chunk) else chunk[:end]
+    # ASCII (the common case) is split as text at once: its offsets are the bytes'
+    ascii_only = data.isascii()
+    parts: list[str] | list[bytes] = (
+        data.decode("ascii").split("\n") if ascii_only else data.split(b"\n")
+    )
+    if not parts[-1]:
+        parts.pop()  # data ends with a newline (or is empty): no line after it
     pos = 0
-    while pos < end:
-        nl = chunk.find(b"\n", pos, end)
-        stop = end if nl < 0 else nl + 1
-        raw = chunk[pos:stop].rstrip(b"\r\n")
-        text = raw.decode("utf-8", errors="replace")
-        blank = not raw.strip()
+    kind = HEAD
+    for part in parts:
+        stop = pos + len(part) + 1
+        if stop > end:
+            stop = end  # the last line, without its newline
+        if isinstance(part, str):
+            text = part.rstrip("\r")
+            blank = not text.strip(_ASCII_SPACE)
+        else:
+            raw = part.rstrip(b"\r")
+            text = raw.decode("utf-8", errors="replace")
+            blank = not raw.strip()
         if blank:
             joins = True
         else:
-            plain = strip_ansi(text)
+            plain = strip_ansi(text) if "\x1b" in text else text
             if start is not None:
                 kind = HEAD if start.match(plain) else CONTINUATION
             else:
                 kind = line_kind(plain)
             joins = kind == CONTINUATION or (kind != HEAD and rec_head)
         if lines and (not joins or stop - rec_start > MAX_RECORD_BYTES):
-            records.append((rec_start, rec_stop, "\n".join(lines[:keep])))
+            records.append(
+                (rec_start, rec_stop, lines[0] if keep == 1 else "\n".join(lines[:keep]))
+            )
             lines = []
         if lines:
             lines.append(text)
@@ -552,7 +573,7 @@ def _records(chunk: bytes, end: int, start: re.Pattern[str] | None) -> list[tupl
             rec_head = start is not None or kind == HEAD
         pos = stop
     if lines:
-        records.append((rec_start, rec_stop, "\n".join(lines[:keep])))
+        records.append((rec_start, rec_stop, lines[0] if keep == 1 else "\n".join(lines[:keep])))
     return records
 
 
