@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 import psycopg
@@ -47,9 +47,11 @@ from portal.auth.roles import requires
 from portal.db.engine import connect_raw
 from portal.db.storable import clean_text, truncate
 from portal.errors import PortalError, SettingsError
-from portal.logs.loki import Entry, LokiClient, to_ns
 from portal.logs.store import log_writer
 from portal.timeparse import parse_duration
+
+if TYPE_CHECKING:
+    from portal.logs.loki import LokiClient
 
 log = logging.getLogger(__name__)
 
@@ -598,7 +600,9 @@ class LokiForwarder:
     """Pushes shipped rows to Loki from a background thread; Loki is a copy, not the store."""
 
     def __init__(self, url: str, max_batches: int = 100) -> None:
-        self.client = LokiClient(url)
+        from portal.logs.loki import LokiClient  # with its HTTP client: only when Loki is set
+
+        self.client: LokiClient = LokiClient(url)
         self.queue: queue.Queue[list[tuple[Any, ...]] | None] = queue.Queue(max_batches)
         self.dropped = 0
         self.thread = threading.Thread(target=self._run, name="loki-push", daemon=True)
@@ -612,6 +616,8 @@ class LokiForwarder:
             log.warning("Loki push queue full: %d lines not sent to Loki", self.dropped)
 
     def _run(self) -> None:
+        from portal.logs.loki import Entry, to_ns
+
         while (rows := self.queue.get()) is not None:
             entries = [
                 Entry(
