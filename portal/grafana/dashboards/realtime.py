@@ -23,9 +23,11 @@ def recorded(expr: str, legend: str) -> prometheus.Dataquery:
     return prom(expr, legend).interval(RULE_INTERVAL)
 
 
-def worst(series: str, by: str = "host, beam") -> str:
-    """The largest recorded value of ``series`` within each point's interval."""
-    return f"max by ({by}) (max_over_time({series}{{{SEL}}}[$__interval]))"
+def worst(series: str, by: str = "") -> str:
+    """The largest recorded value of ``series`` within each point's interval, per host and
+    beam as recorded, or aggregated ``by`` (Prometheus aggregates step by step: only if needed)."""
+    expr = f"max_over_time({series}{{{SEL}}}[$__interval])"
+    return f"max by ({by}) ({expr})" if by else expr
 
 
 def build() -> Dashboard:
