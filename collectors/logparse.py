@@ -136,18 +136,27 @@ class Parsed:
 
 def normalize_level(raw: object, default: str = "INFO") -> str:
     """Map level spellings (warn, ERR, fatal, 30, ...) onto the five stored levels."""
+    if type(raw) is str:
+        level = _LEVEL_SPELLINGS.get(raw)
+        if level is not None:
+            return level
     if isinstance(raw, int | float) and not isinstance(raw, bool):
         # Python logging numbers; compared as they are (int() of NaN or Infinity raises)
         for threshold, name in ((50, "CRITICAL"), (40, "ERROR"), (30, "WARNING"), (20, "INFO")):
             if raw >= threshold:
                 return name
         return "DEBUG"
-    level = _LEVEL_SPELLINGS.get(raw) if type(raw) is str else None
-    return level or _ALIASES.get(str(raw).strip().upper(), default)
+    return _ALIASES.get(str(raw).strip().upper(), default)
 
 
 def parse_time(raw: object) -> datetime | None:
     """An ISO-8601 string or Unix seconds/milliseconds/nanoseconds; naive times are UTC."""
+    if type(raw) is str and ":" in raw:  # the common ISO forms, not an epoch number
+        try:
+            when = datetime.fromisoformat(raw)
+            return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+        except ValueError:
+            pass
     if isinstance(raw, int | float) and not isinstance(raw, bool):
         value = float(raw)
         for limit, scale in ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3)):  # ns, us, ms
@@ -288,19 +297,32 @@ def limit_labels(labels: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _pick(obj: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, Any]:
-    for key in keys:
+def _known(obj: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """The keys ``obj`` holds its time, level and message under (None: it has none)."""
+    tkey = lkey = mkey = None
+    for key in _TIME_KEYS:
         if key in obj:
-            return key, obj[key]
-    return None, None
+            tkey = key
+            break
+    for key in _LEVEL_KEYS:
+        if key in obj:
+            lkey = key
+            break
+    for key in _MSG_KEYS:
+        if key in obj:
+            mkey = key
+            break
+    return tkey, lkey, mkey
 
 
-def _without(obj: dict[str, Any], *keys: str | None) -> dict[str, Any]:
-    """A copy of ``obj`` without ``keys`` (None: no key), in its order."""
+def _labels(obj: dict[str, Any], tkey: str | None, lkey: str | None, mkey: str) -> dict[str, Any]:
+    """A copy of ``obj`` without the keys of its time, level and message, in its order."""
     out = obj.copy()
-    for key in keys:
-        if key is not None:
-            out.pop(key, None)
+    del out[mkey]
+    if tkey is not None:
+        del out[tkey]
+    if lkey is not None:
+        del out[lkey]
     return out
 
 
@@ -331,16 +353,18 @@ def _parse_json(text: str) -> Parsed | None:
         return None
     if not isinstance(obj, dict):
         return None
-    tkey, traw = _pick(obj, _TIME_KEYS)
-    lkey, lraw = _pick(obj, _LEVEL_KEYS)
-    mkey, mraw = _pick(obj, _MSG_KEYS)
-    labels = _without(obj, tkey, lkey, mkey)
-    message = mraw if isinstance(mraw, str) else (json.dumps(mraw) if mkey else text)
+    tkey, lkey, mkey = _known(obj)
+    if mkey is None:
+        message, labels = text, {}
+    else:
+        mraw = obj[mkey]
+        message = mraw if isinstance(mraw, str) else json.dumps(mraw)
+        labels = _labels(obj, tkey, lkey, mkey)
     return Parsed(
-        parse_time(traw) if tkey else None,
-        normalize_level(lraw) if lkey else "INFO",
+        parse_time(obj[tkey]) if tkey else None,
+        normalize_level(obj[lkey]) if lkey else "INFO",
         message,
-        labels if mkey else {},
+        labels,
     )
 
 
@@ -360,17 +384,14 @@ def _parse_logfmt(text: str) -> Parsed | None:
     pairs = {k: v if v[:1] != '"' else _unquote(v) for k, v in _LOGFMT.findall(text)}
     if _KNOWN_KEYS.isdisjoint(pairs):
         return None  # a plain sentence that merely contains '='
-    tkey, traw = _pick(pairs, _TIME_KEYS)
-    lkey, lraw = _pick(pairs, _LEVEL_KEYS)
-    mkey, mraw = _pick(pairs, _MSG_KEYS)
+    tkey, lkey, mkey = _known(pairs)
     if tkey is None and mkey is None:
         return None
-    labels = _without(pairs, tkey, lkey, mkey)
     return Parsed(
-        parse_time(traw) if tkey else None,
-        normalize_level(lraw) if lkey else "INFO",
-        mraw if mkey else text,
-        labels if mkey else {},
+        parse_time(pairs[tkey]) if tkey else None,
+        normalize_level(pairs[lkey]) if lkey else "INFO",
+        pairs[mkey] if mkey else text,
+        _labels(pairs, tkey, lkey, mkey) if mkey else {},
     )
 
 
