@@ -140,6 +140,21 @@ class FileState:
     grown_at: float = field(default_factory=time.time)
 
 
+@dataclass
+class NewFile:
+    """A file a discovery pass met that the state does not know: open, identified, waiting for
+    the store to say which source it is."""
+
+    fh: IO[bytes]
+    dev: int
+    ino: int
+    fp: str
+    gen: int
+    path: str
+    component: str
+    source: Source
+
+
 class StateFile:
     """JSON state under ``<data_dir>/logship/``, replaced atomically (write, fsync, rename)."""
 
@@ -227,6 +242,7 @@ class Shipper:
 
     def _discover(self) -> None:
         by_inode = {(f.dev, f.ino): f for f in self.files.values()}
+        new: dict[tuple[int, int], NewFile] = {}  # files the state does not know, by inode
         for source in self.sources:
             for path in sorted(glob.glob(source.pattern)):
                 try:
@@ -245,71 +261,93 @@ class Shipper:
                     self.record_of.setdefault(known.key, source.record)
                     self._adopt(known.key, fh)
                     continue
+                met = new.get((st.st_dev, st.st_ino))
+                if met is not None:  # met again in this pass (another glob, a link)
+                    if met.fp == fp:
+                        met.path = path
+                    fh.close()  # a different first line by now: the next pass sees to it
+                    continue
                 gen = 0
                 if known:  # same inode, shorter or different content: truncated/rewritten
                     gen = known.gen + 1
                     log.info("%s was truncated or rewritten; reading it from the start", path)
                     self._forget(known.key)
                 comp = truncate(source.component or component_from_name(path), MAX_NAME_CHARS)
-                found = self._resolve(fh, st.st_dev, st.st_ino, fp, gen, path, source.start)
-                if found is None:  # the store cannot say yet: the lines wait in the file
-                    fh.close()
-                    continue
-                key, gen, offset, last = found
-                entry = FileState(key, path, st.st_dev, st.st_ino, fp, comp, offset, gen, last)
-                self.files[key] = entry
-                self.start_of[key] = source.start
-                self.record_of[key] = source.record
-                by_inode[(st.st_dev, st.st_ino)] = entry
-                self._adopt(key, fh)
+                new[(st.st_dev, st.st_ino)] = NewFile(
+                    fh, st.st_dev, st.st_ino, fp, gen, path, comp, source
+                )
+        files = list(new.values())
+        for file, found in zip(files, self._resolve(files), strict=True):
+            if found is None:  # the store cannot say yet: the lines wait in the file
+                file.fh.close()
+                continue
+            key, gen, offset, last = found
+            entry = FileState(
+                key, file.path, file.dev, file.ino, file.fp, file.component, offset, gen, last
+            )
+            self.files[key] = entry
+            self.start_of[key] = file.source.start
+            self.record_of[key] = file.source.record
+            self._adopt(key, file.fh)
 
-    def _resolve(
-        self,
-        fh: IO[bytes],
-        dev: int,
-        ino: int,
-        fp: str,
-        gen: int,
-        path: str,
-        start: re.Pattern[str] | None,
-    ) -> tuple[str, int, int, float | None] | None:
-        """(key, generation, offset, newest time) for a file the state does not know.
+    def _resolve(self, files: list[NewFile]) -> list[tuple[str, int, int, float | None] | None]:
+        """(key, generation, offset, newest time) of each file the state does not know.
 
         Resumed after its last stored record when the store has this file's rows; else a new
-        key, registered before any row. None: ask again later (the store is away, or the spool
-        still holds rows a lookup must see).
+        key, registered before any row (one query and one insert for all the files). None:
+        ask again later (the store is away, or the spool still holds rows a lookup must see).
         """
-        if time.monotonic() < self._store_retry_at:
-            return None
+        if not files or time.monotonic() < self._store_retry_at:
+            return [None] * len(files)
         if self.fresh and not self.writer.spool.empty():
             self._store_retry_at = time.monotonic() + 0.2  # the flusher is delivering them
-            return None
+            return [None] * len(files)
         self.fresh = False
+        out: list[tuple[str, int, int, float | None] | None] = []
         try:
             if self._store is None:
                 self._store = connect_raw(self.cfg.database_url)
             conn = self._store
-            keys = logsources.registered(conn, self.host, fp)
+            registered = logsources.registered(conn, self.host, (f.fp for f in files))
             busy = set(self.files)
-            for key in keys:
-                stored = None if key in busy else logsources.last_stored(conn, key)
-                end = None if stored is None else self._end_of(fh, stored, start)
-                if stored is not None and end is not None:
-                    log.info("%s: its rows up to byte %d are stored; resuming", path, end)
-                    return key, int(key.rpartition(":")[2] or 0), end, stored.time.timestamp()
-            key = self._key(dev, ino, fp, gen)
-            while key in keys or key in busy:
-                gen += 1
-                key = self._key(dev, ino, fp, gen)
-            logsources.register(conn, key, self.host, fp, clean_text(path))
+            new: list[tuple[str, str, str]] = []
+            for file in files:
+                keys = registered.setdefault(file.fp, [])
+                found = self._resume(conn, file, keys, busy)
+                if found is None:
+                    gen = file.gen
+                    key = self._key(file.dev, file.ino, file.fp, gen)
+                    while key in keys or key in busy:
+                        gen += 1
+                        key = self._key(file.dev, file.ino, file.fp, gen)
+                    keys.append(key)
+                    new.append((key, file.fp, clean_text(file.path)))
+                    found = (key, gen, 0, None)
+                busy.add(found[0])
+                out.append(found)
+            logsources.register(conn, self.host, new)
         except (PortalError, psycopg.Error) as exc:
-            log.warning("%s waits: the log store cannot say what it holds (%s)", path, exc)
+            for file in files:
+                log.warning("%s waits: the log store cannot say what it holds (%s)", file.path, exc)
             if self._store is not None:
                 self._store.close()
                 self._store = None
             self._store_retry_at = time.monotonic() + STORE_RETRY_S
-            return None
-        return key, gen, 0, None
+            return [None] * len(files)
+        return out
+
+    def _resume(
+        self, conn: psycopg.Connection, file: NewFile, keys: list[str], busy: set[str]
+    ) -> tuple[str, int, int, float | None] | None:
+        """The registered source ``file`` is, if the store holds its last record at the same
+        offset with the same text: shipping goes on after it, under its key."""
+        for key in keys:
+            stored = None if key in busy else logsources.last_stored(conn, key)
+            end = None if stored is None else self._end_of(file.fh, stored, file.source.start)
+            if stored is not None and end is not None:
+                log.info("%s: its rows up to byte %d are stored; resuming", file.path, end)
+                return key, int(key.rpartition(":")[2] or 0), end, stored.time.timestamp()
+        return None
 
     def _end_of(
         self, fh: IO[bytes], stored: logsources.Stored, start: re.Pattern[str] | None

@@ -11,6 +11,7 @@ stored record it holds at the same offset with the same text; shipping resumes a
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,13 +28,20 @@ class Stored:
     message: str
 
 
-def registered(conn: psycopg.Connection, host: str, fingerprint: str) -> list[str]:
-    """Every source key this host registered for files with this first-line fingerprint."""
+def registered(
+    conn: psycopg.Connection, host: str, fingerprints: Iterable[str]
+) -> dict[str, list[str]]:
+    """Every source key this host registered for files with these first-line fingerprints, by
+    fingerprint (in key order); one query for all the files a discovery pass met."""
     cur = conn.execute(
-        "SELECT key FROM log_sources WHERE host = %s AND fingerprint = %s ORDER BY key",
-        (host, fingerprint),
+        "SELECT fingerprint, key FROM log_sources WHERE host = %s AND fingerprint = ANY(%s) "
+        "ORDER BY key",
+        (host, sorted(set(fingerprints))),
     )
-    return [str(r[0]) for r in cur.fetchall()]
+    keys: dict[str, list[str]] = {}
+    for fingerprint, key in cur.fetchall():
+        keys.setdefault(str(fingerprint), []).append(str(key))
+    return keys
 
 
 def last_stored(conn: psycopg.Connection, key: str) -> Stored | None:
@@ -47,10 +55,15 @@ def last_stored(conn: psycopg.Connection, key: str) -> Stored | None:
     return None if row is None else Stored(key, int(row[0]), row[1], str(row[2]))
 
 
-def register(conn: psycopg.Connection, key: str, host: str, fingerprint: str, path: str) -> None:
-    """Record a new source before any of its rows is written (a second call is a no-op)."""
+def register(conn: psycopg.Connection, host: str, sources: Sequence[tuple[str, str, str]]) -> None:
+    """Record new sources ``(key, fingerprint, path)`` before any of their rows is written, in
+    one statement (a key registered already is left as it is)."""
+    if not sources:
+        return
+    keys, fingerprints, paths = (list(column) for column in zip(*sources, strict=True))
     conn.execute(
-        "INSERT INTO log_sources (key, host, fingerprint, path) VALUES (%s, %s, %s, %s) "
+        "INSERT INTO log_sources (key, host, fingerprint, path) "
+        "SELECT k, %s, f, p FROM unnest(%s::text[], %s::text[], %s::text[]) AS s (k, f, p) "
         "ON CONFLICT (key) DO NOTHING",
-        (key, host, fingerprint, path),
+        (host, keys, fingerprints, paths),
     )

@@ -582,3 +582,24 @@ def test_a_gathered_file_can_take_host_and_component_from_its_records(
     ]
     assert all("host" not in labels and "record_host" not in labels for *_, labels in rows)
     assert records_of(database_url, f"central-{tag}") == []
+
+
+def test_files_met_twice_in_one_pass_are_registered_once_and_stored_once(
+    database_url: str, workdir: Path, host: str
+) -> None:
+    """New files are looked up and registered together; one matched by two globs (a link, or
+    overlapping sources) is one source, its lines stored once."""
+    for name in ("app.log", "app-2.log", "other.log"):
+        (workdir / name).write_text("".join(f"level=info msg={name}-{i}\n" for i in range(3)))
+    pattern = f"{workdir}/*.log"
+    ship_once(workdir, database_url, host, pattern, "--source", f"{workdir}/app*.log")
+    with psycopg.connect(db_engine.libpq_dsn(database_url)) as conn:
+        sources = conn.execute(
+            "SELECT count(*), count(DISTINCT fingerprint) FROM log_sources WHERE host = %s",
+            (host,),
+        ).fetchone()
+    assert sources == (3, 3)
+    got = sorted(m for _, _, m, _ in records_of(database_url, host))
+    assert got == sorted(
+        f"{n}-{i}" for n in ("app.log", "app-2.log", "other.log") for i in range(3)
+    )
