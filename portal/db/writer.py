@@ -204,6 +204,7 @@ class WritePath:
         self._conn: psycopg.Connection | None = None
         self._retry_at = 0.0
         self._backoff = 0.5
+        self._age_at = 0.0  # when the spool's age gauge may be read again
         self.last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name=f"write-{self.name}", daemon=True)
         self._thread.start()
@@ -513,6 +514,12 @@ class WritePath:
         return [r if type(r) is tuple else tuple(r) for r in self._prepare(list(rows))]
 
     def _report(self) -> None:
-        SPOOL_BYTES.labels(self.name).set(self.spool.size_bytes())
-        SPOOL_AGE.labels(self.name).set(self.spool.oldest_age_seconds())
+        size = self.spool.size_bytes()
+        SPOOL_BYTES.labels(self.name).set(size)
+        now = time.monotonic()
+        if not size:
+            SPOOL_AGE.labels(self.name).set(0.0)
+        elif now >= self._age_at:  # reads the oldest record back (a whole batch): once a second
+            SPOOL_AGE.labels(self.name).set(self.spool.oldest_age_seconds())
+            self._age_at = now + 1.0
         QUEUE_ROWS.labels(self.name).set(self.pending_rows())
