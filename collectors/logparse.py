@@ -86,13 +86,16 @@ _ISO = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<clock>\d{2}:\d{2}:\d{2})(?:[.,](?P<frac>\d{1,9}))?"
     r"\s?(?P<tz>Z|[+-]\d{2}:?\d{2}|UTC)?"
 )
+_PLAIN_ISO = re.compile(
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-](?:0\d|1[0-4]):[0-5]\d)"
+)
 _ISO_TEXT = re.compile(r"\[?" + _ISO.pattern + r"\]?")
 _LEVEL_ALT = "|".join(sorted(_ALIASES, key=len, reverse=True))
 _LEVEL_WORD = re.compile(r"\[?\b(" + _LEVEL_ALT + r")\b\]?:?")
 # what json.loads may turn into a value PostgreSQL refuses: NaN/Infinity, escapes of NUL and
 # of surrogates
 _DECODED_SUSPECT = re.compile(r"NaN|Infinity|\\u0000|\\u[dD][89a-fA-F]")
-_LOGFMT = re.compile(r'([A-Za-z_@][\w.@-]*)=("(?:[^"\\]|\\.)*"|\S*)')
+_LOGFMT = re.compile(r'([A-Za-z_@][\w.@-]*)=("[^"\\]*(?:\\.[^"\\]*)*"|\S*)')  # "..." unrolled
 # CSI (colours, cursor), OSC (titles, links) and two-byte escapes
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -126,12 +129,15 @@ HEAD, CONTINUATION, OTHER = "head", "continuation", "other"
 
 @dataclass(slots=True)
 class Parsed:
-    """One parsed line; ``time`` is None when the line carries no timestamp."""
+    """One parsed line; ``time`` is None when the line carries no timestamp. ``stamp``: the
+    time as the line wrote it, when that is plain ISO 8601 with a zone and at most
+    microseconds (PostgreSQL reads it as the same instant; None: format ``time``)."""
 
     time: datetime | None
     level: str
     message: str
     labels: dict[str, Any] = field(default_factory=dict)
+    stamp: str | None = None
 
 
 def normalize_level(raw: object, default: str = "INFO") -> str:
@@ -181,6 +187,14 @@ def parse_time(raw: object) -> datetime | None:
         return _from_match(match)
     found = _other_time(raw.strip(), 0)
     return found[0] if found else None
+
+
+def _time_and_stamp(raw: object) -> tuple[datetime | None, str | None]:
+    """A JSON or logfmt time field read (``parse_time``), and its text as ``Parsed.stamp``."""
+    when = parse_time(raw)
+    if when is not None and type(raw) is str and _PLAIN_ISO.fullmatch(raw):
+        return when, raw
+    return when, None
 
 
 def _from_match(match: re.Match[str]) -> datetime | None:
@@ -360,12 +374,8 @@ def _parse_json(text: str) -> Parsed | None:
         mraw = obj[mkey]
         message = mraw if isinstance(mraw, str) else json.dumps(mraw)
         labels = _labels(obj, tkey, lkey, mkey)
-    return Parsed(
-        parse_time(obj[tkey]) if tkey else None,
-        normalize_level(obj[lkey]) if lkey else "INFO",
-        message,
-        labels,
-    )
+    when, stamp = _time_and_stamp(obj[tkey]) if tkey else (None, None)
+    return Parsed(when, normalize_level(obj[lkey]) if lkey else "INFO", message, labels, stamp)
 
 
 def _unquote(value: str) -> str:
@@ -387,11 +397,13 @@ def _parse_logfmt(text: str) -> Parsed | None:
     tkey, lkey, mkey = _known(pairs)
     if tkey is None and mkey is None:
         return None
+    when, stamp = _time_and_stamp(pairs[tkey]) if tkey else (None, None)
     return Parsed(
-        parse_time(pairs[tkey]) if tkey else None,
+        when,
         normalize_level(pairs[lkey]) if lkey else "INFO",
         pairs[mkey] if mkey else text,
         _labels(pairs, tkey, lkey, mkey) if mkey else {},
+        stamp,
     )
 
 

@@ -452,6 +452,9 @@ class Shipper:
             last = seen if seen > floor else floor
         else:  # continuation or timestamp-less line: deterministic, from the saved state
             when = datetime.fromtimestamp(max(last or 0.0, self.clock), UTC)
+        # ISO text, not datetime: the spool's JSON and COPY both take it as is, cheaply (and
+        # the line's own text when PostgreSQL reads it as the same instant)
+        stamp = parsed.stamp or when.isoformat()
         labels = parsed.labels
         host, component = self.host, entry.component
         if taken:  # a source declared ;record=...: those fields are the row's columns
@@ -471,9 +474,8 @@ class Shipper:
             labels_json = json.dumps({**labels, "file": entry.path})
         else:  # the common case: one JSON text per file, built once
             labels_json = self._labels_cache.get(entry.path) or self._file_labels(entry)
-        # ISO text, not datetime: the spool's JSON and COPY both take it as is, cheaply
         row = (
-            when.isoformat(),
+            stamp,
             host,
             component,
             parsed.level,
@@ -536,7 +538,7 @@ class Shipper:
                 shipped = self.cycle()
                 if once and shipped == 0:
                     break
-                if shipped < self.max_lines:
+                if shipped < self.max_lines and not once:  # --once: no new data to wait for
                     stop.wait(poll)
         finally:
             self.close()
