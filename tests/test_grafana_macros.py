@@ -69,3 +69,19 @@ def test_variables_are_formatted_per_query_language() -> None:
     assert macros.substitute_variables('{h=~"[[h]]"} $other', v, "logql") == '{h=~".+"} $other'
     g = {"__interval": "20s", "__interval_ms": "20000"}
     assert macros.substitute_globals("$__interval_ms $__interval", g) == "20000 20s"
+
+
+def test_a_query_min_interval_sets_its_step_and_rate_interval_as_in_grafana() -> None:
+    """The real-time panels read 5-minute recorded series: their targets say ``interval: 5m``,
+    so over 1 h a point is 5 min (not range / max points), and rate windows build on 5 min."""
+    from portal.grafana import harness, provisioning
+
+    targets = harness.extract({"realtime": provisioning.load_dashboards()["realtime"]})
+    lag = next(t for t in targets if t.panel == "Lag behind real time")
+    assert lag.min_interval == 300
+    step, g = harness.grafana_globals(3600, lag.max_points, lag.min_interval or 15)
+    assert step == 300 and g["__interval"] == "5m" and g["__rate_interval"] == "20m"
+    plain = next(t for t in targets if t.panel == "L1 data rate per beam and host")
+    assert plain.min_interval is None
+    step, g = harness.grafana_globals(3600, plain.max_points, plain.min_interval or 15)
+    assert step < 300 and g["__rate_interval"] == macros.format_duration(max(step + 15, 60))

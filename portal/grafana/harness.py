@@ -38,6 +38,8 @@ class Target:
     query: str
     max_points: int = MAX_POINTS
     time_from: float | None = None  # the panel's relative time override, in seconds
+    #: the query's (or panel's) minimum interval, in seconds: Grafana's "Min step"
+    min_interval: float | None = None
 
 
 @dataclass
@@ -115,9 +117,34 @@ def extract(dashboards: dict[str, dict[str, Any]]) -> list[Target]:
                         query or "",
                         int(panel.get("maxDataPoints") or MAX_POINTS),
                         macros.parse_duration(panel["timeFrom"]) if panel.get("timeFrom") else None,
+                        _min_interval(tgt.get("interval") or panel.get("interval")),
                     )
                 )
     return out
+
+
+def _min_interval(raw: str | None) -> float | None:
+    """A target's ``interval`` ("5m"; Grafana also allows ">5m", the same minimum here)."""
+    return macros.parse_duration(raw.lstrip(">")) if raw else None
+
+
+def grafana_globals(
+    range_s: float, max_points: int, min_interval_s: float
+) -> tuple[float, dict[str, str]]:
+    """Grafana's global variables; a query's minimum interval, when set, stands for the scrape
+    interval in ``$__interval`` and ``$__rate_interval`` alike (as in Grafana)."""
+    step = macros.interval(range_s, max_points, min_interval_s)
+    rate = macros.rate_interval(step, min_interval_s)
+    fmt = macros.format_duration
+    return step, {
+        "__interval": fmt(step),
+        "__interval_ms": str(int(step * 1000)),
+        "__rate_interval": fmt(rate),
+        "__range": f"{int(range_s)}s",
+        "__range_s": str(int(range_s)),
+        "__range_ms": str(int(range_s * 1000)),
+        "__auto": fmt(step),
+    }
 
 
 class Runner:
@@ -143,22 +170,6 @@ class Runner:
             return self.end - timedelta(seconds=target.time_from), target.time_from
         return self.start, self.range_s
 
-    def globals(
-        self, range_s: float, max_points: int, min_interval_s: float
-    ) -> tuple[float, dict[str, str]]:
-        step = macros.interval(range_s, max_points, min_interval_s)
-        rate = macros.rate_interval(step, self.scrape_s)
-        fmt = macros.format_duration
-        return step, {
-            "__interval": fmt(step),
-            "__interval_ms": str(int(step * 1000)),
-            "__rate_interval": fmt(rate),
-            "__range": f"{int(range_s)}s",
-            "__range_s": str(int(range_s)),
-            "__range_ms": str(int(range_s * 1000)),
-            "__auto": fmt(step),
-        }
-
     def run(self, target: Target, variables: dict[str, Variable]) -> Result:
         res = Result(target)
         try:
@@ -179,7 +190,9 @@ class Runner:
 
     def _promql(self, res: Result, variables: dict[str, Variable]) -> None:
         start, range_s = self.window(res.target)
-        step, g = self.globals(range_s, res.target.max_points, self.scrape_s)
+        step, g = grafana_globals(
+            range_s, res.target.max_points, res.target.min_interval or self.scrape_s
+        )
         query = macros.substitute_variables(res.target.query, variables, "promql")
         res.expanded = macros.substitute_globals(query, g)
         t0 = time.perf_counter()
@@ -189,7 +202,7 @@ class Runner:
 
     def _sql(self, res: Result, variables: dict[str, Variable]) -> None:
         start, range_s = self.window(res.target)
-        _, g = self.globals(range_s, res.target.max_points, 60.0)
+        _, g = grafana_globals(range_s, res.target.max_points, 60.0)
         query = macros.substitute_variables(res.target.query, variables, "sql")
         query = macros.substitute_globals(query, g)
         res.expanded = macros.expand_sql_macros(query, start, self.end, self.timescaledb)
