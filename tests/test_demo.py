@@ -145,6 +145,10 @@ def test_seed_can_backfill_prometheus_without_restart(stack: Settings) -> None:
     )
     assert wait_until(lambda: (prom.scalar(query) or 0) > 0, 120, interval=1.0), query
     assert prom.scalar(query) == 48  # one sample per 30 min over the day
+    # the dashboards' recording rules were evaluated over that history too (promtool)
+    assert "of recorded series" in out.stdout, out.stdout
+    recorded = 'count_over_time(host_beam:obs_l1_lag_seconds:max5m{host="cn01"}[1d] offset 6h)'
+    assert wait_until(lambda: (prom.scalar(recorded) or 0) > 0, 120, interval=1.0), recorded
 
 
 def test_backfill_without_a_local_prometheus_is_one_clear_line(tmp_path: object) -> None:

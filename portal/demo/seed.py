@@ -21,7 +21,7 @@ from portal.db.tables import ENFORCED_KEYS
 from portal.db.timeseries import ensure_partitions
 from portal.db.writer import copy_rows
 from portal.demo import model, sinks
-from portal.demo.backfill import OpenMetricsFile, check_prometheus
+from portal.demo.backfill import OpenMetricsFile, check_prometheus, record_rules
 from portal.errors import PortalError
 from portal.events import bus as events
 from portal.settings import Settings
@@ -37,6 +37,7 @@ class SeedResult:
     beam_events: int = 0
     products: int = 0
     blocks: int = 0
+    recorded_blocks: int = 0
 
     def summary(self) -> str:
         return (
@@ -44,6 +45,7 @@ class SeedResult:
             f"pointings, {self.beam_events} beam events, {self.products} data products "
             "(rows already stored were kept once)"
             + (f"; {self.blocks} Prometheus blocks added" if self.blocks else "")
+            + (f" ({self.recorded_blocks} of recorded series)" if self.recorded_blocks else "")
         )
 
 
@@ -132,6 +134,9 @@ def seed(
         if om is not None:
             on_progress(f"prometheus: building blocks from {om.samples} samples")
             result.blocks = om.to_prometheus(cfg)
+            on_progress("prometheus: evaluating the dashboards' recording rules over it")
+            result.recorded_blocks, said = record_rules(cfg, start, end)
+            on_progress(said)
     finally:
         if om is not None:
             om.close()
