@@ -285,7 +285,10 @@ class WritePath:
                 batch = self._buffer[: self.batch_rows]
                 del self._buffer[: len(batch)]
             if not batch:
-                self._idle.set()
+                if self.spool.empty():  # else batches spooled meanwhile: not idle (flush waits)
+                    self._idle.set()
+                else:
+                    self._wake.set()  # replay them next
                 return
             if not self._deliver(self._storable(self._prepare(batch)), dedupe=False):
                 self._spool(batch)
