@@ -35,6 +35,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """A port bound but never listening while the test runs: a connection is refused at once,
+    and no other process can take it meanwhile (a port that is merely free now might be)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
 def shared_tmpdir(prefix: str) -> Path:
     """A temp dir other users can traverse (the private PostgreSQL runs as ``postgres``)."""
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))

@@ -21,7 +21,7 @@ SHOTS = REPO / "docs" / "screenshots"
 
 
 def test_data_and_transfers_pages_in_a_browser(
-    cfg: Settings, portal_env: dict[str, str], tmp_path: Path
+    cfg: Settings, portal_env: dict[str, str], tmp_path: Path, dead_port: int
 ) -> None:
     t = tag()
     files = make_files(tmp_path / "src", 6, 4096)
@@ -30,7 +30,7 @@ def test_data_and_transfers_pages_in_a_browser(
     )
     archive = sites.Site(f"archive-{t}", f"file://{tmp_path / 'archive'}", capacity_bytes=10**15)
     away = sites.Site(
-        f"cc-{t}", f"ssh://nobody@127.0.0.1:{free_port()}/project", options={"multiplex": False}
+        f"cc-{t}", f"ssh://nobody@127.0.0.1:{dead_port}/project", options={"multiplex": False}
     )
     for site in (archive, away):
         sites.save(cfg.database_url, site)
