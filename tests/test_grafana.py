@@ -223,6 +223,9 @@ def test_every_panel_query_returns_data(loaded: Loaded) -> None:
     assert all(r.skipped.startswith(("LogQL", "text box")) for r in skipped)
     assert {r.target.dashboard for r in skipped if r.skipped.startswith("LogQL")} == {"logs-loki"}
     assert all(r.seconds > 0 for r in report.ran)
+    promql = [r for r in report.ran if r.target.kind == "promql"]
+    # Prometheus's own evaluation time, from its query statistics, within the whole round trip
+    assert promql and all(0 < (r.server_seconds or 0) <= r.seconds for r in promql)
     # the expansion really happened: no Grafana placeholder reached a backend
     assert not [r.expanded for r in report.ran if "$" in r.expanded]
 

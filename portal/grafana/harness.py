@@ -47,6 +47,8 @@ class Result:
     target: Target
     expanded: str = ""
     seconds: float = 0.0
+    #: PromQL only: Prometheus's own evaluation time (the rest is transfer and decoding)
+    server_seconds: float | None = None
     rows: int = 0
     error: str = ""
     skipped: str = ""
@@ -196,7 +198,9 @@ class Runner:
         query = macros.substitute_variables(res.target.query, variables, "promql")
         res.expanded = macros.substitute_globals(query, g)
         t0 = time.perf_counter()
-        data = self.prom.query_range(res.expanded, start, self.end, macros.format_duration(step))
+        data, res.server_seconds = self.prom.query_range_timed(
+            res.expanded, start, self.end, macros.format_duration(step)
+        )
         res.seconds = time.perf_counter() - t0
         res.rows = sum(1 for s in data if s.get("values"))
 

@@ -113,6 +113,37 @@ class Prometheus:
         )
         return result
 
+    def query_range_timed(
+        self, promql: str, start: datetime, end: datetime, step: str
+    ) -> tuple[list[dict[str, Any]], float]:
+        """``query_range`` plus Prometheus's own evaluation time in seconds (``stats=all``):
+        what a dashboard waits for on the server, apart from moving and decoding the answer."""
+        params = {
+            "query": promql,
+            "start": f"{start.timestamp():.3f}",
+            "end": f"{end.timestamp():.3f}",
+            "step": step,
+            "stats": "all",
+        }
+        try:
+            resp = requests.get(
+                f"{self.url}/api/v1/query_range", params=params, timeout=self.timeout
+            )
+        except requests.exceptions.RequestException as exc:
+            raise self._unavailable(exc) from None
+        body = (
+            resp.json()
+            if resp.headers.get("content-type", "").startswith("application/json")
+            else {}
+        )
+        if resp.status_code != 200 or body.get("status") != "success":
+            raise PortalError(
+                f"Prometheus rejected the query: {body.get('error') or resp.status_code}"
+            )
+        data = body["data"]
+        timings = (data.get("stats") or {}).get("timings") or {}
+        return data["result"], float(timings.get("execTotalTime", 0.0))
+
     def query_frame(self, promql: str) -> pd.DataFrame:
         """The instant vector as a long DataFrame (``MetricSnapshotDataFrame``)."""
         result = self.query(promql)
