@@ -125,12 +125,7 @@ class Prometheus:
             "step": step,
             "stats": "all",
         }
-        try:
-            resp = requests.get(
-                f"{self.url}/api/v1/query_range", params=params, timeout=self.timeout
-            )
-        except requests.exceptions.RequestException as exc:
-            raise self._unavailable(exc) from None
+        resp = self._get("/api/v1/query_range", params, check=False)
         body = (
             resp.json()
             if resp.headers.get("content-type", "").startswith("application/json")
@@ -165,22 +160,25 @@ class Prometheus:
             return default
         return float(result[0]["value"][1])
 
-    def rule_groups(self) -> list[dict[str, Any]]:
-        """Rule groups with their last evaluation time (``/api/v1/rules``)."""
+    def _get(
+        self, path: str, params: dict[str, str] | None = None, check: bool = True
+    ) -> requests.Response:
+        """A GET on the HTTP API; no answer (with ``check``, an HTTP error too) is
+        ``BackendUnavailable``."""
         try:
-            resp = requests.get(f"{self.url}/api/v1/rules", timeout=self.timeout)
-            resp.raise_for_status()
+            resp = requests.get(f"{self.url}{path}", params=params, timeout=self.timeout)
+            if check:
+                resp.raise_for_status()
         except requests.exceptions.RequestException as exc:
             raise self._unavailable(exc) from None
-        groups: list[dict[str, Any]] = resp.json()["data"]["groups"]
+        return resp
+
+    def rule_groups(self) -> list[dict[str, Any]]:
+        """Rule groups with their last evaluation time (``/api/v1/rules``)."""
+        groups: list[dict[str, Any]] = self._get("/api/v1/rules").json()["data"]["groups"]
         return groups
 
     def targets(self) -> list[dict[str, Any]]:
         """Active scrape targets (``/api/v1/targets``)."""
-        try:
-            resp = requests.get(f"{self.url}/api/v1/targets", timeout=self.timeout)
-            resp.raise_for_status()
-        except requests.exceptions.RequestException as exc:
-            raise self._unavailable(exc) from None
-        active: list[dict[str, Any]] = resp.json()["data"]["activeTargets"]
+        active: list[dict[str, Any]] = self._get("/api/v1/targets").json()["data"]["activeTargets"]
         return active
