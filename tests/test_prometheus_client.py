@@ -37,6 +37,13 @@ def pushed(stack: Settings) -> Settings:
     prom = Prometheus(stack.prometheus_url)
     query = 'count(obs_host_load1{job="clienttest"})'
     assert wait_until(lambda: prom.scalar(query) == 4, 60, interval=0.5), "never scraped"
+
+    def in_ranges() -> bool:  # a range query's last step may precede the first scrape a while
+        end = datetime.now(UTC)
+        found = prom.query_range(query, end - timedelta(minutes=5), end, 15.0)
+        return bool(found and found[0].get("values"))
+
+    assert wait_until(in_ranges, 60, interval=0.5), "not in range queries yet"
     return stack
 
 
