@@ -18,6 +18,8 @@ from typing import Literal
 
 from sqlalchemy import Connection, text
 
+from portal.db import log_counts
+
 Backend = Literal["timescaledb", "partman", "plain"]
 
 log = logging.getLogger("portal.db.timeseries")
@@ -256,6 +258,8 @@ def maintain(conn: Connection, retention: dict[str, int], premake_days: int) -> 
                 text(f"DELETE FROM {table} WHERE time < now() - make_interval(days => :d)"),
                 {"d": days},
             )
+    if log_counts.SOURCE in retention:  # the hourly log counts follow the logs' retention
+        log_counts.prune(conn, backend, retention[log_counts.SOURCE])
     return backend
 
 

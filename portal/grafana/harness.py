@@ -206,7 +206,8 @@ class Runner:
 
     def _sql(self, res: Result, variables: dict[str, Variable]) -> None:
         start, range_s = self.window(res.target)
-        _, g = grafana_globals(range_s, res.target.max_points, 60.0)
+        # the panel's minimum interval, else the datasource's (``timeInterval`` 1m)
+        _, g = grafana_globals(range_s, res.target.max_points, res.target.min_interval or 60.0)
         query = macros.substitute_variables(res.target.query, variables, "sql")
         query = macros.substitute_globals(query, g)
         res.expanded = macros.expand_sql_macros(query, start, self.end, self.timescaledb)

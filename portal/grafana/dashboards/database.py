@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
+from portal.grafana.dashboards.logs import WHOLE_HOUR_GROUPS, rollup_hours
 from portal.grafana.kit import Sql, dashboard, prom, stat, table, timeseries
 
 TIMESERIES = "'metric_samples', 'log_lines', 'pointings', 'beam_events', 'events'"
@@ -56,12 +57,20 @@ def build() -> Dashboard:
             timeseries(
                 "Log lines stored (last 24 h)",
                 "none",
-                Sql(
-                    """SELECT $__timeGroupAlias(time, $__interval), 'log_lines' AS metric,
-                    count(*) AS value FROM log_lines WHERE $__timeFilter(time)
-                    GROUP BY 1, 2 ORDER BY 1"""
+                Sql(  # whole hours from the hourly rollup, as in the logs dashboard
+                    f"""SELECT "time", 'log_lines' AS metric, sum(value)::bigint AS value
+                    FROM (SELECT $__timeGroupAlias(bucket, $__interval), sum(lines) AS value
+                    FROM log_counts_hourly
+                    WHERE {WHOLE_HOUR_GROUPS} AND {rollup_hours("bucket")} GROUP BY 1
+                    UNION ALL
+                    SELECT $__timeGroupAlias(time, $__interval), count(*) FROM log_lines
+                    WHERE $__timeFilter(time)
+                    AND NOT ({WHOLE_HOUR_GROUPS} AND {rollup_hours("time")}) GROUP BY 1
+                    ) counted GROUP BY 1, 2 ORDER BY 1"""
                 ),
-            ).time_from("24h")
+            )
+            .time_from("24h")
+            .interval("1h")  # hourly points: the rollup serves all but the range's edges
         )
         .with_panel(
             table(

@@ -24,6 +24,23 @@ from portal.grafana.kit import (
 FILTER = """$__timeFilter(time) AND host IN ($host) AND level IN ($level)
     AND message ILIKE '%' || '$search' || '%'"""
 
+# The hourly rollup (``portal.db.log_counts``) gives the raw count of the range's whole hours
+# when no text search applies and the time groups are whole hours; the ragged edges of the
+# range, and everything otherwise, are counted from log_lines. Each condition is a constant
+# once Grafana has substituted it: PostgreSQL plans only the branch it leaves on.
+NO_SEARCH = "'$search' = ''"
+WHOLE_HOUR_GROUPS = "$__interval_ms % 3600000 = 0"
+FIRST_HOUR = (
+    "date_trunc('hour', $__timeFrom()::timestamptz - INTERVAL '1 microsecond', 'UTC') "
+    "+ INTERVAL '1 hour'"
+)
+LAST_HOUR = "date_trunc('hour', $__timeTo()::timestamptz, 'UTC')"
+
+
+def rollup_hours(column: str) -> str:
+    """``column`` within the range's whole hours (the span the rollup counts)."""
+    return f"{column} >= {FIRST_HOUR} AND {column} < {LAST_HOUR}"
+
 
 def _level() -> CustomVariable:
     return (
@@ -51,21 +68,37 @@ def build() -> Dashboard:
                 "Lines per level",
                 "none",
                 Sql(
-                    f"""SELECT $__timeGroupAlias(time, $__interval), level AS metric,
-                    count(*) AS value FROM log_lines WHERE {FILTER}
-                    GROUP BY 1, 2 ORDER BY 1"""
+                    f"""SELECT "time", metric, sum(value)::bigint AS value FROM (
+                    SELECT $__timeGroupAlias(bucket, $__interval), level AS metric,
+                    sum(lines) AS value FROM log_counts_hourly
+                    WHERE {NO_SEARCH} AND {WHOLE_HOUR_GROUPS} AND {rollup_hours("bucket")}
+                    AND host IN ($host) AND level IN ($level) GROUP BY 1, 2
+                    UNION ALL
+                    SELECT $__timeGroupAlias(time, $__interval), level, count(*)
+                    FROM log_lines WHERE {FILTER}
+                    AND NOT ({NO_SEARCH} AND {WHOLE_HOUR_GROUPS} AND {rollup_hours("time")})
+                    GROUP BY 1, 2) counted GROUP BY 1, 2 ORDER BY 1"""
                 ),
                 span=16,
-            )
+            ).max_data_points(720)  # 30 days in hourly points: the rollup's groups
         )
         .with_panel(
             table(
                 "Noisiest components",
                 Sql(
-                    f"""SELECT host, component, count(*) AS lines,
-                    count(*) FILTER (WHERE level IN ('ERROR', 'CRITICAL')) AS errors
+                    f"""SELECT host, component, sum(lines)::bigint AS lines,
+                    sum(errors)::bigint AS errors FROM (
+                    SELECT host, component, sum(lines) AS lines, coalesce(sum(lines)
+                    FILTER (WHERE level IN ('ERROR', 'CRITICAL')), 0) AS errors
+                    FROM log_counts_hourly WHERE {NO_SEARCH} AND {rollup_hours("bucket")}
+                    AND host IN ($host) AND level IN ($level) GROUP BY 1, 2
+                    UNION ALL
+                    SELECT host, component, count(*),
+                    count(*) FILTER (WHERE level IN ('ERROR', 'CRITICAL'))
                     FROM log_lines WHERE {FILTER}
-                    GROUP BY host, component ORDER BY lines DESC LIMIT 20""",
+                    AND NOT ({NO_SEARCH} AND {rollup_hours("time")})
+                    GROUP BY 1, 2) counted
+                    GROUP BY host, component ORDER BY lines DESC, host, component LIMIT 20""",
                     "table",
                 ),
                 span=8,
