@@ -6,12 +6,24 @@ Each publisher is a process with one connection publishing ``--events`` events a
 can; one subscriber process follows the topic from before the first event and records, for
 every event, the time from publish to delivery. Modes: the previous design (one transaction-level
 advisory lock, every publisher serialised), one commit per event, ``publish_many`` batches, and
-the pipelined publisher (``bus.PipelinedPublisher``: group commit; its clock stops when every
-publisher has all its events acknowledged, and its latency includes the wait in its bounded
-queue, ``--queued``). Last line: RESULT publish_per_s=... p50_ms=... p99_ms=... single_per_s=...
-single_p99_ms=... locked_per_s=... batched_per_s=...; publish_per_s, p50_ms and p99_ms are the
-pipelined publisher (every event acknowledged only after its commit), single_* one commit per
-event through ``bus.publish``, locked_* the previous design, batched_* ``publish_many``.
+the pipelined publisher (``bus.PipelinedPublisher``: group commit; its latency includes the wait
+in its bounded queue, ``--queued``). The clock stops when every publisher has its last event
+stored (acknowledged), before the processes exit.
+
+Latency at full speed is mostly queueing (a publisher faster than the database keeps its queue
+full), so delivery latency is measured as well at a steady offered load, ``--rate`` events a
+second in all (the target rate), each publisher sending on a fixed schedule through the
+pipelined publisher (a batch may wait ``--linger-ms``, 2 ms, for more events: fewer commits for
+the same events, as Kafka's ``linger.ms``). Each event carries its scheduled time, not the
+time it was sent: a publisher that falls behind its schedule counts the delay (no coordinated
+omission).
+
+Last line: RESULT publish_per_s=... p50_ms=... p99_ms=... paced_per_s=... saturated_p99_ms=...
+single_per_s=... single_p99_ms=... locked_per_s=... batched_per_s=...; publish_per_s is the
+pipelined publisher at full speed (every event acknowledged only after its commit), p50_ms and
+p99_ms the delivery latency at ``--rate`` (paced_per_s the rate achieved), saturated_p99_ms the
+latency at full speed, single_* one commit per event through ``bus.publish``, locked_* the
+previous design, batched_* ``publish_many``.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ import os
 import sys
 import time
 import uuid
+from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -38,23 +51,57 @@ from portal.events import bus  # noqa: E402
 LOCK_KEY = 0x6F6273  # the advisory lock the previous design took around every publish
 
 
-def pipelined(url: str, topic: str, n: int, max_queued: int, start: Any) -> None:
+def pipelined(url: str, topic: str, n: int, max_queued: int, start: Any, finished: Any) -> None:
     """``n`` events through ``publish_async``; returns once every one is acknowledged."""
+    failed: list[BaseException] = []
     with bus.PipelinedPublisher(url, max_batch=max_queued, max_queued=max_queued) as pub:
         start.wait()
-        futures = [pub.publish_async(topic, {"sent": time.time()}) for _ in range(n)]
+        for _ in range(n):
+            watch(pub.publish_async(topic, {"sent": time.time()}), failed)
         pub.flush()
-    failed = [err for f in futures if (err := f.exception()) is not None]
+        finished.put(time.time())
     if failed:
         raise SystemExit(f"{len(failed)} of {n} events failed: {failed[0]}")
 
 
-def publisher(url: str, topic: str, n: int, mode: str, batch: int, start: Any) -> None:
+def watch(future: Future[int], failed: list[BaseException]) -> None:
+    """Note the event's failure, if any, without keeping its future: holding every future
+    would grow the heap until the garbage collector's full passes stall the publisher."""
+    future.add_done_callback(lambda f: (err := f.exception()) is None or failed.append(err))
+
+
+def paced(
+    url: str, topic: str, n: int, rate: float, linger_s: float, start: Any, finished: Any
+) -> None:
+    """``n`` events through ``publish_async`` at ``rate`` a second, each stamped with the time
+    it was due (a late publisher counts its lateness); batches linger ``linger_s``."""
+    failed: list[BaseException] = []
+    with bus.PipelinedPublisher(url, linger_s=linger_s) as pub:
+        start.wait()
+        t0 = time.time()
+        for i in range(n):
+            due = t0 + i / rate
+            ahead = due - time.time()
+            if ahead > 0.001:
+                time.sleep(ahead)
+            watch(pub.publish_async(topic, {"sent": due}), failed)
+        pub.flush()
+        finished.put(time.time())
+    if failed:
+        raise SystemExit(f"{len(failed)} of {n} events failed: {failed[0]}")
+
+
+def publisher(
+    url: str, topic: str, n: int, mode: str, batch: int, linger_s: float, start: Any, finished: Any
+) -> None:
     """``n`` events: ``locked`` (the old design), ``single`` (one transaction each), ``batch``
-    (``batch`` events a transaction through ``publish_many``) or ``pipelined`` (``batch`` is
-    the pipelined publisher's queue bound and largest transaction)."""
+    (``batch`` events a transaction through ``publish_many``), ``pipelined`` (``batch`` is
+    the pipelined publisher's queue bound and largest transaction) or ``paced`` (``batch``
+    events a second). Puts the time its last event was stored on ``finished``."""
+    if mode == "paced":
+        return paced(url, topic, n, batch, linger_s, start, finished)
     if mode == "pipelined":
-        return pipelined(url, topic, n, batch, start)
+        return pipelined(url, topic, n, batch, start, finished)
     conn = db_engine.connect_raw(url, autocommit=True)
     start.wait()
     done = 0
@@ -75,6 +122,7 @@ def publisher(url: str, topic: str, n: int, mode: str, batch: int, start: Any) -
             k = min(batch, n - done)
             bus.publish_many(url, [(topic, {"sent": time.time()})] * k, conn=conn)
             done += k
+    finished.put(time.time())
     conn.close()
 
 
@@ -98,8 +146,11 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def run(url: str, publishers: int, per: int, mode: str, batch: int) -> tuple[float, list[float]]:
-    """(events per second published, delivery latencies in seconds)."""
+def run(
+    url: str, publishers: int, per: int, mode: str, batch: int, linger_s: float = 0.0
+) -> tuple[float, list[float]]:
+    """(events per second published, delivery latencies in seconds). The clock runs from the
+    start signal to the last publisher's last acknowledgement (process exits excluded)."""
     topic = f"bench.{uuid.uuid4().hex[:8]}"
     total = publishers * per
     since = bus.last_id(url)
@@ -108,19 +159,23 @@ def run(url: str, publishers: int, per: int, mode: str, batch: int) -> tuple[flo
     sub = ctx.Process(target=subscriber, args=(url, topic, since, total, theirs))
     sub.start()
     assert mine.recv() == "ready"
-    start = ctx.Event()
+    # every publisher imported and set up before the clock starts
+    start, finished = ctx.Barrier(publishers + 1, timeout=120), ctx.Queue()
     procs = [
-        ctx.Process(target=publisher, args=(url, topic, per, mode, batch, start))
+        ctx.Process(
+            target=publisher, args=(url, topic, per, mode, batch, linger_s, start, finished)
+        )
         for _ in range(publishers)
     ]
     for p in procs:
         p.start()
-    time.sleep(0.5)  # let every publisher connect before the clock starts
-    t0 = time.perf_counter()
-    start.set()
+    start.wait()
+    t0 = time.time()
     for p in procs:
         p.join()
-    seconds = time.perf_counter() - t0
+    if any(p.exitcode for p in procs):
+        raise SystemExit(f"a {mode} publisher failed")
+    seconds = max(finished.get(timeout=10) for _ in procs) - t0
     if not mine.poll(120):
         sub.kill()
         raise SystemExit("the subscriber did not receive every event within 120 s")
@@ -136,6 +191,15 @@ def main() -> None:
     ap.add_argument("--publishers", type=int, default=4)
     ap.add_argument("--events", type=int, default=5000, help="per publisher")
     ap.add_argument("--batch", type=int, default=50, help="events a transaction, batched run")
+    ap.add_argument(
+        "--rate", type=int, default=10_000, help="paced run: events a second, all publishers"
+    )
+    ap.add_argument(
+        "--linger-ms",
+        type=float,
+        default=2.0,
+        help="paced run: how long a batch may wait for more events (PipelinedPublisher linger_s)",
+    )
     ap.add_argument(
         "--queued",
         type=int,
@@ -157,9 +221,17 @@ def main() -> None:
             ("lock-free, 1 event a commit", "single"),
             (f"lock-free, {args.batch} events a commit", "batch"),
             (f"pipelined, <= {args.queued} a commit", "pipelined"),
+            (f"pipelined, paced at {args.rate:,}/s", "paced"),
         ):
-            batch = args.queued if mode == "pipelined" else args.batch
-            rate, lat = run(url, args.publishers, args.events, mode, batch)
+            batch = {"pipelined": args.queued, "paced": args.rate // args.publishers}
+            rate, lat = run(
+                url,
+                args.publishers,
+                args.events,
+                mode,
+                batch.get(mode, args.batch),
+                args.linger_ms / 1000 if mode == "paced" else 0.0,
+            )
             got[mode] = (rate, lat)
             print(
                 f"{name:32} {rate:9,.0f} events/s  delivery p50 {pct(lat, 50) * 1000:6.1f} ms  "
@@ -169,11 +241,13 @@ def main() -> None:
             )
     finally:
         db_engine.drop_database(url)
-    rate, lat = got["pipelined"]
+    rate, full_lat = got["pipelined"]
+    paced_rate, lat = got["paced"]
     single_rate, single_lat = got["single"]
     print(
         f"RESULT publish_per_s={rate:.0f} p50_ms={pct(lat, 50) * 1000:.1f} "
-        f"p99_ms={pct(lat, 99) * 1000:.1f} single_per_s={single_rate:.0f} "
+        f"p99_ms={pct(lat, 99) * 1000:.1f} paced_per_s={paced_rate:.0f} "
+        f"saturated_p99_ms={pct(full_lat, 99) * 1000:.1f} single_per_s={single_rate:.0f} "
         f"single_p99_ms={pct(single_lat, 99) * 1000:.1f} locked_per_s={got['locked'][0]:.0f} "
         f"batched_per_s={got['batch'][0]:.0f}"
     )

@@ -188,3 +188,27 @@ def test_migration_keeps_stored_rows_partitions_events_by_day_and_drops_old_days
         ]
         row = conn.execute("INSERT INTO events (topic) VALUES ('plain') RETURNING id").fetchone()
         assert row is not None and row[0] > new
+
+
+def test_the_horizon_in_plpgsql_keeps_the_id_base_both_ways(fresh_url: str) -> None:
+    def publish_and_read(topic: str) -> tuple[int, str, list[int]]:
+        sent = events.publish(fresh_url, topic)
+        with events.Subscription(fresh_url, [topic], since=0) as sub:
+            got = [e.id for e in sub.events(follow=False)]
+        with psycopg.connect(db_engine.libpq_dsn(fresh_url)) as conn:
+            row = conn.execute(
+                "SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
+                "WHERE p.proname = 'events_horizon'"
+            ).fetchone()
+        assert row is not None
+        return sent, row[0], got
+
+    migrate.upgrade(fresh_url, "0009")
+    first, lang, got = publish_and_read("before")
+    assert (lang, got) == ("sql", [first])
+    migrate.upgrade(fresh_url)
+    second, lang, got = publish_and_read("after")
+    assert (lang, got) == ("plpgsql", [second]) and second > first
+    migrate.downgrade(fresh_url, "0009")
+    third, lang, got = publish_and_read("back")
+    assert (lang, got) == ("sql", [third]) and third > second
