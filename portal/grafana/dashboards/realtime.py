@@ -1,8 +1,9 @@
 """Real-time pipeline: L1 data rate per beam and host, packet loss, DM adjustments, lag.
 
-Packet loss, lag and RFI read the 5-minute series of prometheus/rules/dashboards.yml, not
-the raw per-beam ones: a month-wide view stays fast, and each point is the worst 5 minutes of
-its interval, so a spike at 3 a.m. still shows at any zoom.
+The data rate, packet loss, lag and RFI read the 5-minute series of
+prometheus/rules/dashboards.yml, not the raw per-beam ones: a month-wide view stays fast. Each
+point of the gauges is the worst 5 minutes of its interval, so a spike at 3 a.m. still shows at
+any zoom; the data rate's is the mean rate over its interval, as rate() would give.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def build() -> Dashboard:
             timeseries(
                 "L1 data rate per beam and host",
                 "bps",
-                prom(
-                    f"{BY} (rate(obs_l1_received_bytes_total{{{SEL}}}[$__rate_interval])) * 8",
+                recorded(
+                    f"avg_over_time(host_beam:obs_l1_received_bits:rate5m{{{SEL}}}[$__interval])",
                     "{{host}} beam {{beam}}",
                 ),
             )
