@@ -192,7 +192,9 @@ def loaded(pg_server: str, cfg: Settings) -> Iterator[Loaded]:
     tmp = shared_tmpdir("obsportal-grafana-")
     pid = None
     try:
-        sample_data.seed_database(cfg.replace(database_url=url), days=1)
+        # two days: the history then always holds a closed day whose Hhat stacks are written
+        # (with one, just after midnight UTC the day that closed is still being stacked)
+        sample_data.seed_database(cfg.replace(database_url=url), days=2)
         end = datetime.now(UTC)
         start = end - timedelta(hours=6)
         sample_data.backfill_prometheus(tmp / "tsdb", start, end, 10, timedelta(hours=26))
