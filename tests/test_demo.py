@@ -139,12 +139,13 @@ def test_seed_can_backfill_prometheus_without_restart(stack: Settings) -> None:
     out = run_portal(*args, "--prometheus", *SMALL, check=True, timeout=300)
     assert "Prometheus blocks added" in out.stdout
     prom = Prometheus(stack.prometheus_url)
-    # only the backfill has samples 6 h and more ago; Prometheus loads new blocks within ~1 min
+    # only the backfill has samples 6 h and more ago; Prometheus loads new blocks within ~1 min.
+    # 12 h: the history starts at midnight UTC a day ago, so 18 h back always lie within it
     query = (
-        'count_over_time(obs_storage_capacity_bytes{host="st01", job="collectors"}[1d] offset 6h)'
+        'count_over_time(obs_storage_capacity_bytes{host="st01", job="collectors"}[12h] offset 6h)'
     )
-    assert wait_until(lambda: (prom.scalar(query) or 0) > 0, 120, interval=1.0), query
-    assert prom.scalar(query) == 48  # one sample per 30 min over the day
+    # one sample per 30 min over the 12 h, once every block of them is loaded
+    assert wait_until(lambda: prom.scalar(query) == 24, 120, interval=1.0), prom.scalar(query)
     # the dashboards' recording rules were evaluated over that history too (promtool)
     assert "of recorded series" in out.stdout, out.stdout
     recorded = 'count_over_time(host_beam:obs_l1_lag_seconds:max5m{host="cn01"}[1d] offset 6h)'
