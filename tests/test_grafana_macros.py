@@ -81,7 +81,7 @@ def test_a_query_min_interval_sets_its_step_and_rate_interval_as_in_grafana() ->
     assert lag.min_interval == 300
     step, g = harness.grafana_globals(3600, lag.max_points, lag.min_interval or 15)
     assert step == 300 and g["__interval"] == "5m" and g["__rate_interval"] == "20m"
-    plain = next(t for t in targets if t.panel == "L1 data rate per beam and host")
+    plain = next(t for t in targets if t.panel == "DM adjustments per hour")
     assert plain.min_interval is None
     step, g = harness.grafana_globals(3600, plain.max_points, plain.min_interval or 15)
     assert step < 300 and g["__rate_interval"] == macros.format_duration(max(step + 15, 60))
