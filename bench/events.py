@@ -51,40 +51,37 @@ from portal.events import bus  # noqa: E402
 LOCK_KEY = 0x6F6273  # the advisory lock the previous design took around every publish
 
 
-def pipelined(url: str, topic: str, n: int, max_queued: int, start: Any, finished: Any) -> None:
-    """``n`` events through ``publish_async``; returns once every one is acknowledged."""
-    failed: list[BaseException] = []
-    with bus.PipelinedPublisher(url, max_batch=max_queued, max_queued=max_queued) as pub:
-        start.wait()
-        for _ in range(n):
-            watch(pub.publish_async(topic, {"sent": time.time()}), failed)
-        pub.flush()
-        finished.put(time.time())
-    if failed:
-        raise SystemExit(f"{len(failed)} of {n} events failed: {failed[0]}")
-
-
 def watch(future: Future[int], failed: list[BaseException]) -> None:
     """Note the event's failure, if any, without keeping its future: holding every future
     would grow the heap until the garbage collector's full passes stall the publisher."""
     future.add_done_callback(lambda f: (err := f.exception()) is None or failed.append(err))
 
 
-def paced(
-    url: str, topic: str, n: int, rate: float, linger_s: float, start: Any, finished: Any
+def pipelined(
+    url: str,
+    topic: str,
+    n: int,
+    options: dict[str, Any],
+    rate: float | None,
+    start: Any,
+    finished: Any,
 ) -> None:
-    """``n`` events through ``publish_async`` at ``rate`` a second, each stamped with the time
-    it was due (a late publisher counts its lateness); batches linger ``linger_s``."""
+    """``n`` events through ``publish_async`` of a ``PipelinedPublisher(url, **options)``: as
+    fast as it takes them, or at ``rate`` a second, each then stamped with the time it was due
+    (a late publisher counts its lateness). Returns once every one is acknowledged."""
     failed: list[BaseException] = []
-    with bus.PipelinedPublisher(url, linger_s=linger_s) as pub:
+    with bus.PipelinedPublisher(url, **options) as pub:
         start.wait()
         t0 = time.time()
         for i in range(n):
-            due = t0 + i / rate
-            ahead = due - time.time()
-            if ahead > 0.001:
-                time.sleep(ahead)
-            watch(pub.publish_async(topic, {"sent": due}), failed)
+            if rate is None:
+                sent = time.time()
+            else:
+                sent = t0 + i / rate
+                ahead = sent - time.time()
+                if ahead > 0.001:
+                    time.sleep(ahead)
+            watch(pub.publish_async(topic, {"sent": sent}), failed)
         pub.flush()
         finished.put(time.time())
     if failed:
@@ -99,9 +96,10 @@ def publisher(
     the pipelined publisher's queue bound and largest transaction) or ``paced`` (``batch``
     events a second). Puts the time its last event was stored on ``finished``."""
     if mode == "paced":
-        return paced(url, topic, n, batch, linger_s, start, finished)
+        return pipelined(url, topic, n, {"linger_s": linger_s}, batch, start, finished)
     if mode == "pipelined":
-        return pipelined(url, topic, n, batch, start, finished)
+        options = {"max_batch": batch, "max_queued": batch}
+        return pipelined(url, topic, n, options, None, start, finished)
     conn = db_engine.connect_raw(url, autocommit=True)
     start.wait()
     done = 0
